@@ -1,0 +1,213 @@
+"""Configurations: one frozen dataclass per concern, and the named presets.
+
+Each paper experiment has a preset carrying the paper's numbers (Palm et al.,
+ICLR 2022, section 3 and appendix A); the ``*_small`` / ``test_*`` presets are
+shrunk versions of the same models for CPU runs and the test suite.
+"""
+
+import dataclasses
+from typing import Dict, Tuple
+
+LIKELIHOODS = ("bernoulli", "logistic_mixture")
+DECODERS = ("doubling", "non_doubling")
+UPDATE_NETS = ("residual", "small")
+SEED_SIZE = 2  # The doubling decoder starts from a 2x2 grid of cells.
+ENCODER_DOWNSAMPLING = 16  # Four stride-2 convolutions.
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """Architecture of a VNCA (encoder, update network, decoder, likelihood).
+
+    Attributes:
+      image_shape: (height, width, channels) of the images modelled.
+      likelihood: "bernoulli" (binary images, logits = channel 0) or
+        "logistic_mixture" (8-bit RGB, PixelCNN++ discretized logistics).
+      num_mixtures: logistic mixture components (10 cell channels each).
+      latent_size: |z|, which is also the cell-state size.
+      hidden_size: channels inside the update network.
+      update_net: "residual" (3x3 conv, residual blocks, 1x1 conv) or "small"
+        (3x3 conv, ELU, [1x1 conv, ELU] x num_hidden_layers, 1x1 conv).
+      num_residual_blocks: residual blocks of the "residual" update network.
+      num_hidden_layers: extra 1x1 layers of the "small" update network.
+      decoder: "doubling" (2x2 seed, K doublings) or "non_doubling" (z tiled
+        over the whole image grid, a random number of steps).
+      num_doublings: K, for the doubling decoder.
+      steps_per_stage: M, NCA steps before and after each doubling.
+      min_steps, max_steps: inclusive range of the non-doubling step count.
+      encoder_channels: channels of the encoder's first convolution (doubled
+        by each of the four stride-2 convolutions that follow).
+    """
+
+    image_shape: Tuple[int, int, int] = (32, 32, 1)
+    likelihood: str = "bernoulli"
+    num_mixtures: int = 1
+    latent_size: int = 256
+    hidden_size: int = 256
+    update_net: str = "residual"
+    num_residual_blocks: int = 4
+    num_hidden_layers: int = 0
+    decoder: str = "doubling"
+    num_doublings: int = 4
+    steps_per_stage: int = 8
+    min_steps: int = 32
+    max_steps: int = 64
+    encoder_channels: int = 32
+
+    def __post_init__(self):
+        _check_choice("likelihood", self.likelihood, LIKELIHOODS)
+        _check_choice("decoder", self.decoder, DECODERS)
+        _check_choice("update_net", self.update_net, UPDATE_NETS)
+        if len(self.image_shape) != 3 or min(self.image_shape) < 1:
+            raise ValueError(
+                f"image_shape must be (height, width, channels) of positive "
+                f"sizes, got {self.image_shape}.")
+        expected_channels = 1 if self.likelihood == "bernoulli" else 3
+        if self.image_shape[2] != expected_channels:
+            raise ValueError(
+                f"The {self.likelihood} likelihood models images with "
+                f"{expected_channels} channel(s), but image_shape is "
+                f"{self.image_shape}.")
+        if self.latent_size < self.likelihood_channels:
+            raise ValueError(
+                f"latent_size ({self.latent_size}) must be at least the "
+                f"{self.likelihood_channels} cell channels the {self.likelihood} "
+                f"likelihood reads.")
+        if self.decoder == "doubling":
+            side = SEED_SIZE * 2 ** self.num_doublings
+            if self.image_shape[:2] != (side, side):
+                raise ValueError(
+                    f"A doubling decoder with num_doublings={self.num_doublings} "
+                    f"grows a {side}x{side} image from its 2x2 seed, but "
+                    f"image_shape is {self.image_shape}; use num_doublings = "
+                    f"log2(side / 2) or pad the images.")
+        elif not 1 <= self.min_steps <= self.max_steps:
+            raise ValueError(
+                f"Need 1 <= min_steps <= max_steps, got min_steps="
+                f"{self.min_steps}, max_steps={self.max_steps}.")
+
+    @property
+    def likelihood_channels(self) -> int:
+        """Cell channels read by the likelihood."""
+        return 1 if self.likelihood == "bernoulli" else 10 * self.num_mixtures
+
+    @property
+    def num_dimensions(self) -> int:
+        """H * W * C, the dimensions bits per dimension divides by."""
+        height, width, channels = self.image_shape
+        return height * width * channels
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation settings (the paper's defaults, section 3)."""
+
+    batch_size: int = 32
+    learning_rate: float = 1e-4
+    beta: float = 1.0
+    clip_norm: float = 10.0
+    num_steps: int = 100_000
+    pool_size: int = 0  # 0: no pool; the damage presets use 1024.
+    damage_size: int = 0  # Side of the zeroed square in pool damage.
+
+    def __post_init__(self):
+        for name in ("batch_size", "num_steps"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}.")
+        if self.learning_rate <= 0 or self.clip_norm <= 0 or self.beta < 0:
+            raise ValueError(
+                "learning_rate and clip_norm must be > 0 and beta >= 0, got "
+                f"{self.learning_rate}, {self.clip_norm}, {self.beta}.")
+
+
+@dataclasses.dataclass(frozen=True)
+class Preset:
+    """A named experiment: which data, which model, how to train it."""
+
+    name: str
+    dataset: str
+    model: ModelConfig
+    train: TrainConfig
+    description: str = ""
+
+
+def _check_choice(field: str, value: str, choices: Tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"Unknown {field} {value!r}; choose one of {', '.join(choices)}.")
+
+
+_MNIST = ModelConfig()  # Binarized MNIST padded to 32x32, K = 4, M = 8.
+_CELEB_A = ModelConfig(image_shape=(64, 64, 3), likelihood="logistic_mixture",
+                       num_doublings=5)
+_MNIST_DAMAGE = ModelConfig(
+    image_shape=(28, 28, 1), latent_size=128, hidden_size=128, update_net="small",
+    decoder="non_doubling", min_steps=32, max_steps=64)
+_CELEB_A_DAMAGE = ModelConfig(
+    image_shape=(62, 62, 3), likelihood="logistic_mixture", latent_size=128,
+    hidden_size=128, update_net="small", num_hidden_layers=2,
+    decoder="non_doubling", min_steps=64, max_steps=128)
+_TINY = dict(latent_size=16, hidden_size=16, encoder_channels=4)
+
+
+def _presets(*presets: Preset) -> Dict[str, Preset]:
+    return {preset.name: preset for preset in presets}
+
+
+PRESETS: Dict[str, Preset] = _presets(
+    Preset("mnist", "binarized_mnist", _MNIST, TrainConfig(),
+           "Doubling VNCA on statically binarized MNIST padded to 32x32 "
+           "(paper: -84.23 nats)."),
+    Preset("celeb_a", "celeb_a", _CELEB_A, TrainConfig(),
+           "Doubling VNCA on CelebA 64x64, 1-component logistic mixture "
+           "(paper: 4.42 bits/dim)."),
+    Preset("celeb_a_beta100", "celeb_a", _CELEB_A, TrainConfig(beta=100.0),
+           "As celeb_a with beta = 100 on the KL (paper: 5.40 bits/dim)."),
+    Preset("noto_emoji", "noto_emoji", _CELEB_A, TrainConfig(),
+           "Doubling VNCA on Noto Emoji 64x64 (paper: 3.09 bits/dim)."),
+    Preset("mnist_damage", "binarized_mnist", _MNIST_DAMAGE,
+           TrainConfig(batch_size=128, pool_size=1024, damage_size=14),
+           "Non-doubling VNCA on 28x28 binarized MNIST with pool and damage "
+           "training (paper: -90.97 nats)."),
+    Preset("celeb_a_damage", "celeb_a", _CELEB_A_DAMAGE,
+           TrainConfig(pool_size=1024, damage_size=31),
+           "Non-doubling VNCA on CelebA 62x62 with pool and damage training "
+           "(paper: 5.03 bits/dim; batch size not stated, the default 32)."),
+    Preset("mnist_small", "binarized_mnist",
+           dataclasses.replace(_MNIST, latent_size=64, hidden_size=64,
+                               num_residual_blocks=2, encoder_channels=16),
+           TrainConfig(batch_size=16, num_steps=2_000),
+           "A CPU-sized doubling VNCA on binarized MNIST."),
+    Preset("mnist_damage_small", "binarized_mnist",
+           dataclasses.replace(_MNIST_DAMAGE, latent_size=32, hidden_size=32,
+                               min_steps=8, max_steps=16, encoder_channels=8),
+           TrainConfig(batch_size=16, num_steps=2_000, pool_size=64, damage_size=14),
+           "A CPU-sized non-doubling VNCA with pool and damage training."),
+    Preset("test_mnist", "binarized_mnist",
+           dataclasses.replace(_MNIST, num_residual_blocks=1, steps_per_stage=2,
+                               **_TINY),
+           TrainConfig(batch_size=8, num_steps=20),
+           "A tiny doubling VNCA for tests."),
+    Preset("test_mnist_damage", "binarized_mnist",
+           dataclasses.replace(_MNIST_DAMAGE, min_steps=3, max_steps=5, **_TINY),
+           TrainConfig(batch_size=8, num_steps=20, pool_size=16, damage_size=14),
+           "A tiny non-doubling VNCA for tests."),
+    Preset("test_celeb_a", "celeb_a",
+           dataclasses.replace(_CELEB_A, image_shape=(16, 16, 3), num_doublings=3,
+                               num_residual_blocks=1, steps_per_stage=2, **_TINY),
+           TrainConfig(batch_size=8, num_steps=20),
+           "A tiny doubling VNCA on 16x16 RGB for tests."),
+)
+
+
+def get_preset(name: str) -> Preset:
+    """Returns the preset called ``name``.
+
+    Raises:
+      ValueError: for an unknown name; the message lists the known ones.
+    """
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise ValueError(
+            f"Unknown preset {name!r}. Known presets: {', '.join(sorted(PRESETS))}."
+        ) from None

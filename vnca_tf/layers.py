@@ -1,0 +1,83 @@
+"""Keras layers of the NCA decoder: Residual, UpdateNet and Doubling.
+
+All layers take NHWC cell grids; the update network is applied to every cell
+with the same weights (3x3 neighbourhood, then 1x1 convolutions).
+"""
+
+from keras import layers, ops
+
+
+class Residual(layers.Layer):
+    """x + conv1x1(elu(conv1x1(x))): one residual block of the update network."""
+
+    def __init__(self, channels: int, **kwargs):
+        super().__init__(**kwargs)
+        self.channels = channels
+        self.inner = layers.Conv2D(channels, 1, name="conv_in")
+        self.outer = layers.Conv2D(channels, 1, name="conv_out")
+
+    def build(self, input_shape):
+        self.inner.build(input_shape)
+        self.outer.build(input_shape[:-1] + (self.channels,))
+
+    def call(self, x):
+        return x + self.outer(ops.elu(self.inner(x)))
+
+
+
+class UpdateNet(layers.Layer):
+    """The update u(z) every cell applies to its 3x3 neighbourhood.
+
+    ``kind="residual"`` (the paper's doubling VNCA, appendix A.5): 3x3 conv to
+    ``hidden_size``, ``num_residual_blocks`` Residual blocks, then a 1x1 conv back
+    to ``state_size``. ``kind="small"`` (the non-doubling runs): 3x3 conv, ELU,
+    ``num_hidden_layers`` x (1x1 conv, ELU), then a bias-free 1x1 conv. The last
+    convolution starts at zero, so an untrained NCA leaves its cells unchanged.
+    """
+
+    def __init__(self, state_size: int, hidden_size: int, kind: str = "residual",
+                 num_residual_blocks: int = 4, num_hidden_layers: int = 0, **kwargs):
+        super().__init__(**kwargs)
+        if kind not in ("residual", "small"):
+            raise ValueError(f"Unknown update net kind {kind!r}; use 'residual' or 'small'.")
+        self.state_size = state_size
+        self.hidden_size = hidden_size
+        self.kind = kind
+        self.num_residual_blocks = num_residual_blocks
+        self.num_hidden_layers = num_hidden_layers
+        self.perceive = layers.Conv2D(hidden_size, 3, padding="same", name="perceive")
+        if kind == "residual":
+            self.body = [Residual(hidden_size, name=f"residual_{i}")
+                         for i in range(num_residual_blocks)]
+        else:
+            self.body = [layers.Conv2D(hidden_size, 1, activation="elu", name=f"hidden_{i}")
+                         for i in range(num_hidden_layers)]
+        self.out = layers.Conv2D(state_size, 1, use_bias=(kind == "residual"),
+                                 kernel_initializer="zeros", bias_initializer="zeros",
+                                 name="out")
+
+    def build(self, input_shape):
+        hidden_shape = tuple(input_shape[:-1]) + (self.hidden_size,)
+        self.perceive.build(input_shape)
+        for layer in self.body:
+            layer.build(hidden_shape)
+        self.out.build(hidden_shape)
+
+    def call(self, cells):
+        hidden = self.perceive(cells)
+        if self.kind == "small":
+            hidden = ops.elu(hidden)
+        for layer in self.body:
+            hidden = layer(hidden)
+        return self.out(hidden)
+
+
+
+class Doubling(layers.Layer):
+    """Cell division: every cell is copied right, below and diagonally.
+
+    Nearest-neighbour x2 upsampling of an NHWC grid: (B, H, W, C) -> (B, 2H, 2W, C).
+    """
+
+    def call(self, cells):
+        return ops.repeat(ops.repeat(cells, 2, axis=1), 2, axis=2)

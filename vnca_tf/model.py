@@ -1,0 +1,197 @@
+"""The VNCA: a VAE whose decoder is a neural cellular automaton.
+
+Every random quantity (z, the non-doubling step count, samples from p(x|z))
+comes from a stateless ``seed``: an int, a shape-[2] integer tensor, or None for
+a fresh random one. The same seed gives the same result on any device, which
+the training loop relies on for exact resume.
+"""
+
+import keras
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+from vnca_tf.configs import ModelConfig
+from vnca_tf.encoder import Encoder
+from vnca_tf.layers import UpdateNet
+from vnca_tf.likelihoods import make_likelihood
+from vnca_tf.nca import DoublingNCA, NonDoublingNCA
+
+tfd = tfp.distributions
+
+
+def split_seed(seed, n: int):
+    """``n`` independent stateless seeds from ``seed`` (int, [2] tensor or None)."""
+    return tfp.random.split_seed(tfp.random.sanitize_seed(seed), n=n)
+
+
+class VNCA(keras.Model):
+    """Encoder q(z|x), NCA decoder and likelihood p(x|z), prior N(0, I).
+
+    Images are NHWC with the config's image_shape: 0/1 values for the Bernoulli
+    likelihood, integers 0..255 for the logistic mixture.
+    """
+
+    def __init__(self, config: ModelConfig, **kwargs):
+        super().__init__(**kwargs)
+        self.config = config
+        self.likelihood = make_likelihood(config)
+        self.encoder = Encoder(config.latent_size, config.encoder_channels, name="encoder")
+        self.update_net = UpdateNet(
+            config.latent_size, config.hidden_size, config.update_net,
+            num_residual_blocks=config.num_residual_blocks,
+            num_hidden_layers=config.num_hidden_layers, name="update_net")
+        if config.decoder == "doubling":
+            self.decoder = DoublingNCA(self.update_net, config.num_doublings,
+                                       config.steps_per_stage, name="decoder")
+        else:
+            self.decoder = NonDoublingNCA(self.update_net, config.image_shape[:2],
+                                          config.min_steps, config.max_steps,
+                                          name="decoder")
+        self.encoder.build((None,) + tuple(config.image_shape))
+        self.decoder.build((None, None, None, config.latent_size))
+        self.built = True
+
+    @property
+    def prior(self) -> tfd.Distribution:
+        """p(z) = N(0, I) over the latent_size dimensions."""
+        return tfd.Independent(tfd.Normal(tf.zeros(self.config.latent_size), 1.0),
+                               reinterpreted_batch_ndims=1)
+
+    def check_images(self, images, name: str = "images"):
+        """Checks shape (statically) and values (in eager and graph mode, not under
+        XLA) against the config; returns the images as float32."""
+        expected = tuple(self.config.image_shape)
+        shape = tuple(images.shape)
+        if len(shape) != 4 or shape[1:] != expected:
+            raise ValueError(
+                f"{name} must have shape (batch, {expected[0]}, {expected[1]}, "
+                f"{expected[2]}) (NHWC) for this {self.config.likelihood} model, got "
+                f"shape {shape}.")
+        dtype = tf.as_dtype(images.dtype)
+        if not (dtype.is_floating or dtype.is_integer or dtype.is_bool):
+            raise TypeError(f"{name} must be a real or integer tensor, got {dtype.name}.")
+        images = tf.cast(images, tf.float32)
+        with tf.control_dependencies([self.likelihood.check_values(images, name)]):
+            return tf.identity(images)
+
+    def encode(self, images) -> tfd.Distribution:
+        """q(z|x): a diagonal Gaussian with batch shape (B,), event (latent_size,)."""
+        return self._posterior(self.check_images(images))
+
+    def _posterior(self, images):
+        """q(z|x) for images already checked and cast to float32."""
+        loc, log_scale = self.encoder(images / self.likelihood.max_value)
+        return tfd.Independent(tfd.Normal(loc, tf.exp(log_scale)),
+                               reinterpreted_batch_ndims=1)
+
+    def grow(self, cells, seed=None, num_steps=None, return_trajectory=False):
+        """Runs the NCA from given cells (seeds, pooled or damaged states).
+
+        For the non-doubling decoder the step count is ``num_steps`` or drawn
+        from ``seed``; returns final cells, and the trajectory on request.
+        """
+        if self.config.decoder == "doubling":
+            return self.decoder(cells, return_trajectory=return_trajectory)
+        if num_steps is None:
+            num_steps = self.decoder.draw_num_steps(tfp.random.sanitize_seed(seed))
+        return self.decoder(cells, num_steps=num_steps, return_trajectory=return_trajectory)
+
+    def decode(self, z, seed=None, num_steps=None) -> tfd.Distribution:
+        """p(x|z) for latents z (B, latent_size), batch shape (B,)."""
+        return self.likelihood.distribution(
+            self.grow(self.decoder.seed(z), seed, num_steps))
+
+    def _pictures(self, distribution, seed):
+        samples_seed, mean_seed = split_seed(seed, 2)
+        return (distribution.sample(seed=samples_seed),
+                self.likelihood.mean_image(distribution, seed=mean_seed))
+
+    def sample(self, num_samples: int, seed=None):
+        """Unconditional samples: (images sampled from p(x|z), mean images in
+        [0, 1]) for z from the prior."""
+        z_seed, decode_seed, picture_seed = split_seed(seed, 3)
+        z = self.prior.sample(num_samples, seed=z_seed)
+        return self._pictures(self.decode(z, decode_seed), picture_seed)
+
+    def reconstruct(self, images, seed=None):
+        """(sampled, mean) reconstructions decoded from the posterior means."""
+        decode_seed, picture_seed = split_seed(seed, 2)
+        z = self.encode(images).mean()
+        return self._pictures(self.decode(z, decode_seed), picture_seed)
+
+    def growth(self, z, seed=None, num_steps=None):
+        """Mean images of every stage of growth, (T, B, H, W, C), for latents z.
+
+        Doubling: the seed, every step and every doubling; non-doubling: the seed
+        and every step (``num_steps`` of them, or a number drawn from ``seed``).
+        """
+        steps_seed, picture_seed = split_seed(seed, 2)
+        _, trajectory = self.grow(self.decoder.seed(z), steps_seed, num_steps,
+                                  return_trajectory=True)
+        return self.likelihood.mean_image(self.likelihood.distribution(trajectory),
+                                          seed=picture_seed)
+
+    def elbo(self, images, beta=1.0, seed=None):
+        """The beta-weighted negative ELBO with one z sample, per image, in nats.
+
+        Returns a dict of (B,) tensors: ``loss`` = reconstruction + beta * kl,
+        ``reconstruction`` = -log p(x|z), ``kl`` = KL(q(z|x) || p(z)) (analytic).
+        """
+        z_seed, decode_seed = split_seed(seed, 2)
+        images = self.check_images(images)
+        posterior = self._posterior(images)
+        z = posterior.sample(seed=z_seed)
+        reconstruction = -self.decode(z, decode_seed).log_prob(images)
+        kl = tfd.kl_divergence(posterior, self.prior)
+        return {"loss": reconstruction + beta * kl, "reconstruction": reconstruction,
+                "kl": kl}
+
+    def call(self, images, training=False):
+        """The per-image loss (negative ELBO, beta = 1)."""
+        del training
+        return self.elbo(images)["loss"]
+
+    def iwae(self, images, num_samples: int = 128, seed=None, chunk_size: int = 16):
+        """The importance-weighted bound on log p(x) (Burda et al.), nats per image.
+
+        log (1/k) sum_i p(x|z_i) p(z_i) / q(z_i|x), z_i ~ q(z|x), k = num_samples,
+        decoded ``chunk_size`` samples per image at a time so that memory stays at
+        B * chunk_size decodes whatever k is.
+        """
+        if num_samples < 1 or chunk_size < 1:
+            raise ValueError(f"num_samples and chunk_size must be >= 1, got "
+                             f"{num_samples} and {chunk_size}.")
+        images = self.check_images(images)
+        posterior = self._posterior(images)
+        seed = tfp.random.sanitize_seed(seed)
+        chunk_size = min(chunk_size, num_samples)
+        num_chunks, remainder = divmod(num_samples, chunk_size)
+
+        def chunk_logsumexp(index, size):
+            chunk_seed = tf.random.experimental.stateless_fold_in(seed, index)
+            return tf.reduce_logsumexp(
+                self._log_weights(images, posterior, size, chunk_seed), axis=0)
+
+        def body(index, total):
+            return index + 1, tf.reduce_logsumexp(
+                tf.stack([total, chunk_logsumexp(index, chunk_size)]), axis=0)
+
+        start = tf.fill(tf.shape(images)[:1], tf.constant(-float("inf")))
+        _, total = tf.while_loop(lambda i, t: i < num_chunks, body, (0, start),
+                                 maximum_iterations=num_chunks)
+        if remainder:
+            total = tf.reduce_logsumexp(
+                tf.stack([total, chunk_logsumexp(num_chunks, remainder)]), axis=0)
+        return total - tf.math.log(float(num_samples))
+
+    def _log_weights(self, images, posterior, num_samples: int, seed):
+        """log p(x|z) + log p(z) - log q(z|x) for ``num_samples`` z, (k, B)."""
+        z_seed, decode_seed = split_seed(seed, 2)
+        z = posterior.sample(num_samples, seed=z_seed)  # (k, B, Z)
+        batch = tf.shape(images)[0]
+        flat_z = tf.reshape(z, [-1, self.config.latent_size])
+        flat_images = tf.reshape(tf.tile(images[None], [num_samples, 1, 1, 1, 1]),
+                                 tf.concat([[-1], tf.shape(images)[1:]], 0))
+        log_likelihood = self.decode(flat_z, decode_seed).log_prob(flat_images)
+        log_likelihood = tf.reshape(log_likelihood, [num_samples, batch])
+        return log_likelihood + self.prior.log_prob(z) - posterior.log_prob(z)

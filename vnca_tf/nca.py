@@ -1,0 +1,193 @@
+"""The two NCA decoders (doubling and non-doubling) and the damage operations.
+
+A decoder maps a latent vector to a grid of cell states: ``seed(z)`` lays z out
+on the starting grid and ``call`` runs the automaton, z_t = z_{t-1} + u(z_{t-1})
+on all cells at once (p_update = 1). Steps run in ``tf.while_loop`` so that the
+decoders trace once and compile under XLA; with ``return_trajectory=True`` every
+intermediate grid (upsampled to the final size) is returned for growth figures.
+"""
+
+import math
+
+import tensorflow as tf
+from keras import layers
+
+from vnca_tf.configs import SEED_SIZE
+from vnca_tf.layers import Doubling
+
+
+def _upsample(cells, factor: int):
+    """Nearest-neighbour upsampling by an integer factor (identity for 1)."""
+    if factor == 1:
+        return cells
+    return tf.repeat(tf.repeat(cells, factor, axis=1), factor, axis=2)
+
+
+class _NCA(layers.Layer):
+    """Shared stepping: runs the update network for a number of steps."""
+
+    def __init__(self, update_net, **kwargs):
+        super().__init__(**kwargs)
+        self.update_net = update_net
+
+    def build(self, input_shape):
+        self.update_net.build(input_shape)
+
+    def step(self, cells):
+        """One NCA step on every cell."""
+        return cells + self.update_net(cells)
+
+    def _run(self, cells, num_steps, max_steps: int, frames=None, first_frame=0,
+             frame_factor=1):
+        """Applies ``num_steps`` steps; with ``frames`` (a TensorArray), writes the
+        grid after step i, upsampled by ``frame_factor``, at ``first_frame + i``."""
+        if frames is None:
+            _, cells = tf.while_loop(
+                lambda i, c: i < num_steps, lambda i, c: (i + 1, self.step(c)),
+                (tf.constant(0), cells), maximum_iterations=max_steps)
+            return cells, None
+
+        def body(i, cells, frames):
+            cells = self.step(cells)
+            return i + 1, cells, frames.write(first_frame + i, _upsample(cells, frame_factor))
+
+        _, cells, frames = tf.while_loop(
+            lambda i, c, f: i < num_steps, body, (tf.constant(0), cells, frames),
+            maximum_iterations=max_steps)
+        return cells, frames
+
+
+def _new_frames(first_frame, num_frames):
+    """A TensorArray of ``num_frames`` grids, holding ``first_frame`` at index 0."""
+    frames = tf.TensorArray(first_frame.dtype, size=num_frames,
+                            element_shape=first_frame.shape)
+    return frames.write(0, first_frame)
+
+
+class DoublingNCA(_NCA):
+    """The VNCA decoder: a 2x2 seed, then K+1 stages of M steps with a doubling
+    before every stage but the first (MNIST: K = 4 -> 32x32; CelebA: K = 5 -> 64x64).
+
+    ``call(cells)`` starts at the stage whose grid matches ``cells``: a 2x2 grid
+    runs every stage, a 2^(s+1) grid (e.g. damaged mid-growth, then doubled) runs
+    stages s..K.
+    """
+
+    def __init__(self, update_net, num_doublings: int, steps_per_stage: int, **kwargs):
+        super().__init__(update_net, **kwargs)
+        self.num_doublings = num_doublings
+        self.steps_per_stage = steps_per_stage
+        self.doubling = Doubling()
+        self.output_size = SEED_SIZE * 2 ** num_doublings
+
+    def seed(self, z):
+        """Tiles latents (B, Z) into the 2x2 seed grid (B, 2, 2, Z)."""
+        return tf.tile(z[:, None, None, :], [1, SEED_SIZE, SEED_SIZE, 1])
+
+    def start_stage(self, side: int) -> int:
+        """The stage a grid of side ``side`` starts at; errors for other sizes."""
+        stage = math.log2(side / SEED_SIZE) if side else -1
+        if stage != int(stage) or not 0 <= stage <= self.num_doublings:
+            sizes = [SEED_SIZE * 2 ** s for s in range(self.num_doublings + 1)]
+            raise ValueError(
+                f"The doubling NCA grows grids of side {sizes}; got cells of side "
+                f"{side}. Pass a square grid of one of those sizes.")
+        return int(stage)
+
+    def call(self, cells, return_trajectory: bool = False):
+        """Grows ``cells`` (B, s, s, Z) to the full (B, 2^(K+1), 2^(K+1), Z) grid.
+
+        Returns the final cells, and with ``return_trajectory`` also a tensor
+        (T, B, H, W, Z) of the initial grid, every step and every doubling,
+        each upsampled to the final size.
+        """
+        side = cells.shape[1]
+        if side != cells.shape[2]:
+            raise ValueError(f"Cell grids must be square, got shape {cells.shape}.")
+        stage = self.start_stage(side)
+        factor = self.output_size // side
+        frames, index = None, 1
+        if return_trajectory:
+            stages = self.num_doublings + 1 - stage
+            num_frames = 1 + stages * self.steps_per_stage + (stages - 1)
+            frames = _new_frames(_upsample(cells, factor), num_frames)
+        for s in range(stage, self.num_doublings + 1):
+            if s > stage:
+                cells = self.doubling(cells)
+                factor //= 2
+                if frames is not None:
+                    frames = frames.write(index, _upsample(cells, factor))
+                    index += 1
+            cells, frames = self._run(cells, self.steps_per_stage, self.steps_per_stage,
+                                      frames, index, factor)
+            index += self.steps_per_stage
+        if frames is None:
+            return cells
+        return cells, frames.stack()
+
+
+class NonDoublingNCA(_NCA):
+    """The damage-recovery decoder (section 3.3): z tiled over the whole image
+    grid and a number of steps drawn per batch from [min_steps, max_steps]."""
+
+    def __init__(self, update_net, grid_shape, min_steps: int, max_steps: int, **kwargs):
+        super().__init__(update_net, **kwargs)
+        self.grid_shape = tuple(grid_shape)
+        self.min_steps = min_steps
+        self.max_steps = max_steps
+
+    def seed(self, z):
+        """Tiles latents (B, Z) over the full grid (B, H, W, Z)."""
+        height, width = self.grid_shape
+        return tf.tile(z[:, None, None, :], [1, height, width, 1])
+
+    def draw_num_steps(self, seed):
+        """A step count uniform on [min_steps, max_steps] from a stateless seed."""
+        return tf.random.stateless_uniform([], seed, self.min_steps, self.max_steps + 1,
+                                           dtype=tf.int32)
+
+    def call(self, cells, num_steps, return_trajectory: bool = False):
+        """Runs ``num_steps`` steps (a Python int or a scalar int32 tensor, at most
+        ``max_steps``) from ``cells`` (B, H, W, Z).
+
+        Returns the final cells, and with ``return_trajectory`` also the initial
+        grid and every step stacked as (num_steps + 1, B, H, W, Z).
+        """
+        if tuple(cells.shape[1:3]) != self.grid_shape:
+            raise ValueError(
+                f"The non-doubling NCA runs on a {self.grid_shape} grid of cells, "
+                f"got cells of shape {cells.shape}.")
+        if isinstance(num_steps, int) and not 0 <= num_steps <= self.max_steps:
+            raise ValueError(f"num_steps must be in [0, {self.max_steps}], got {num_steps}.")
+        frames = _new_frames(cells, num_steps + 1) if return_trajectory else None
+        cells, frames = self._run(cells, num_steps, self.max_steps, frames, first_frame=1)
+        if frames is None:
+            return cells
+        return cells, frames.stack()
+
+
+def damage_square(cells, size: int, seed):
+    """Zeroes one ``size`` x ``size`` square of cells per image, at a random
+    position drawn from the stateless ``seed`` (shape [2])."""
+    height, width = cells.shape[1], cells.shape[2]
+    if not 0 < size <= min(height, width):
+        raise ValueError(
+            f"Damage size must be in [1, {min(height, width)}] for a {height}x{width} "
+            f"grid, got {size}.")
+    batch = tf.shape(cells)[0]
+    positions = tf.constant([[height - size + 1], [width - size + 1]], tf.float32)
+    uniform = tf.random.stateless_uniform([2, batch], seed)
+    corners = tf.cast(tf.floor(uniform * positions), tf.int32)
+    rows = tf.range(height)[None, :]
+    cols = tf.range(width)[None, :]
+    in_rows = (rows >= corners[0][:, None]) & (rows < corners[0][:, None] + size)
+    in_cols = (cols >= corners[1][:, None]) & (cols < corners[1][:, None] + size)
+    hit = in_rows[:, :, None] & in_cols[:, None, :]
+    return tf.where(hit[..., None], tf.zeros_like(cells), cells)
+
+
+def damage_right_half(cells):
+    """Zeroes the right half of every grid (the paper's damage-during-growth test)."""
+    width = cells.shape[2]
+    keep = tf.range(width) < width // 2
+    return tf.where(keep[None, None, :, None], cells, tf.zeros_like(cells))
