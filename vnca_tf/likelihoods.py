@@ -7,6 +7,7 @@ MixtureSameFamily of quantized Logistics. Images are NHWC; binary values are
 0/1, 8-bit values the exact integers 0..255 (in any real or integer dtype).
 """
 
+import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
@@ -14,6 +15,40 @@ tfd = tfp.distributions
 
 LOG_SCALE_MIN = -7.0  # PixelCNN++ clamps the logistic log-scales here.
 _HALF_RANGE = 127.5  # Maps 0..255 to [-1, 1], the scale PixelCNN++ works in.
+
+
+def _wide_scale(dtype) -> float:
+    """The logistic scale (in bins) above which the density at a bin's centre is
+    a more accurate bin mass than a difference of CDFs in ``dtype``.
+
+    A CDF difference near the median loses about 4 * scale * eps relative
+    precision; the midpoint rule errs by about 1 / (24 * scale^2). They cross at
+    (96 eps)^(-1/3): 44 bins in float32, 36,000 in float64.
+    """
+    return float(96.0 * np.finfo(tf.as_dtype(dtype).as_numpy_dtype).eps) ** (-1.0 / 3.0)
+
+
+class QuantizedLogistic(tfd.QuantizedDistribution):
+    """A Logistic quantized to the integers in [low, high] (TFP's "ceiling" bins
+    (k - 1, k] of the wrapped Logistic), edge bins open-ended.
+
+    Bin masses are exact CDF differences, as QuantizedDistribution computes
+    them, except for interior bins of logistics wider than ``_wide_scale``
+    bins, where those differences cancel to zero in float32; there the mass is
+    the density at the bin's centre, within 1e-5 relative of the exact value.
+    """
+
+    def _log_prob(self, y):
+        logistic = self.distribution
+        wide = ((logistic.scale > _wide_scale(self.dtype))
+                & (y > self.low) & (y < self.high))
+        # The exact branch gets a harmless scale where it is not used, so that
+        # neither branch produces an infinite value or gradient.
+        exact = tfd.QuantizedDistribution(
+            tfd.Logistic(logistic.loc, tf.where(wide, tf.ones_like(logistic.scale),
+                                                logistic.scale)),
+            low=self.low, high=self.high).log_prob(y)
+        return tf.where(wide, logistic.log_prob(y - 0.5), exact)
 
 
 class DiscretizedLogisticMixture(tfd.Distribution):
@@ -32,7 +67,7 @@ class DiscretizedLogisticMixture(tfd.Distribution):
                  name="DiscretizedLogisticMixture"):
         parameters = dict(locals())
         with tf.name_scope(name):
-            self._params = tf.convert_to_tensor(params, dtype_hint=tf.float32)
+            self._params = tf.convert_to_tensor(params)
             if self._params.shape[-1] is None or self._params.shape[-1] % 10:
                 raise ValueError(
                     "The logistic mixture needs 10 parameters per component in the "
@@ -71,7 +106,7 @@ class DiscretizedLogisticMixture(tfd.Distribution):
     @staticmethod
     def _channel(mean, log_scale):
         """One channel's quantized Logistic over the integers 0..255."""
-        return tfd.QuantizedDistribution(
+        return QuantizedLogistic(
             tfd.Logistic(loc=(mean + 1.0) * _HALF_RANGE - 0.5,
                          scale=tf.exp(log_scale) * _HALF_RANGE),
             low=0.0, high=255.0)

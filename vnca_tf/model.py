@@ -19,9 +19,17 @@ from vnca_tf.nca import DoublingNCA, NonDoublingNCA
 tfd = tfp.distributions
 
 
+def as_seed(seed):
+    """A stateless seed (a shape-[2] int32 tensor) from an int, a pair, or None
+    (None draws a fresh one)."""
+    if isinstance(seed, int):
+        seed = [seed, 0]
+    return tfp.random.sanitize_seed(seed)
+
+
 def split_seed(seed, n: int):
-    """``n`` independent stateless seeds from ``seed`` (int, [2] tensor or None)."""
-    return tfp.random.split_seed(tfp.random.sanitize_seed(seed), n=n)
+    """``n`` independent stateless seeds from ``seed`` (see ``as_seed``)."""
+    return tfp.random.split_seed(as_seed(seed), n=n)
 
 
 class VNCA(keras.Model):
@@ -93,7 +101,7 @@ class VNCA(keras.Model):
         if self.config.decoder == "doubling":
             return self.decoder(cells, return_trajectory=return_trajectory)
         if num_steps is None:
-            num_steps = self.decoder.draw_num_steps(tfp.random.sanitize_seed(seed))
+            num_steps = self.decoder.draw_num_steps(as_seed(seed))
         return self.decoder(cells, num_steps=num_steps, return_trajectory=return_trajectory)
 
     def decode(self, z, seed=None, num_steps=None) -> tfd.Distribution:
@@ -154,44 +162,41 @@ class VNCA(keras.Model):
     def iwae(self, images, num_samples: int = 128, seed=None, chunk_size: int = 16):
         """The importance-weighted bound on log p(x) (Burda et al.), nats per image.
 
-        log (1/k) sum_i p(x|z_i) p(z_i) / q(z_i|x), z_i ~ q(z|x), k = num_samples,
-        decoded ``chunk_size`` samples per image at a time so that memory stays at
-        B * chunk_size decodes whatever k is.
+        log (1/k) sum_i p(x|z_i) p(z_i) / q(z_i|x), z_i ~ q(z|x), k = num_samples.
+        All k latents are drawn at once; they are decoded ``chunk_size`` per image
+        at a time, so memory stays at B * chunk_size decodes whatever k is, and
+        (for the doubling decoder) the result does not depend on chunk_size.
         """
         if num_samples < 1 or chunk_size < 1:
             raise ValueError(f"num_samples and chunk_size must be >= 1, got "
                              f"{num_samples} and {chunk_size}.")
         images = self.check_images(images)
         posterior = self._posterior(images)
-        seed = tfp.random.sanitize_seed(seed)
+        z_seed, decode_seed = split_seed(seed, 2)
+        z = posterior.sample(num_samples, seed=z_seed)  # (k, B, Z)
         chunk_size = min(chunk_size, num_samples)
         num_chunks, remainder = divmod(num_samples, chunk_size)
 
-        def chunk_logsumexp(index, size):
-            chunk_seed = tf.random.experimental.stateless_fold_in(seed, index)
-            return tf.reduce_logsumexp(
-                self._log_weights(images, posterior, size, chunk_seed), axis=0)
+        def log_likelihood(start, size):
+            chunk_seed = tf.random.experimental.stateless_fold_in(decode_seed, start)
+            return self._log_likelihood(images, z[start:start + size], chunk_seed)
 
-        def body(index, total):
-            return index + 1, tf.reduce_logsumexp(
-                tf.stack([total, chunk_logsumexp(index, chunk_size)]), axis=0)
-
-        start = tf.fill(tf.shape(images)[:1], tf.constant(-float("inf")))
-        _, total = tf.while_loop(lambda i, t: i < num_chunks, body, (0, start),
-                                 maximum_iterations=num_chunks)
+        chunks = tf.TensorArray(tf.float32, size=num_chunks)
+        _, chunks = tf.while_loop(
+            lambda i, c: i < num_chunks,
+            lambda i, c: (i + 1, c.write(i, log_likelihood(i * chunk_size, chunk_size))),
+            (0, chunks), maximum_iterations=num_chunks)
+        log_likelihoods = tf.reshape(chunks.stack(), [-1, tf.shape(images)[0]])
         if remainder:
-            total = tf.reduce_logsumexp(
-                tf.stack([total, chunk_logsumexp(num_chunks, remainder)]), axis=0)
-        return total - tf.math.log(float(num_samples))
+            log_likelihoods = tf.concat(
+                [log_likelihoods, log_likelihood(num_chunks * chunk_size, remainder)], 0)
+        log_weights = log_likelihoods + self.prior.log_prob(z) - posterior.log_prob(z)
+        return tf.reduce_logsumexp(log_weights, axis=0) - tf.math.log(float(num_samples))
 
-    def _log_weights(self, images, posterior, num_samples: int, seed):
-        """log p(x|z) + log p(z) - log q(z|x) for ``num_samples`` z, (k, B)."""
-        z_seed, decode_seed = split_seed(seed, 2)
-        z = posterior.sample(num_samples, seed=z_seed)  # (k, B, Z)
-        batch = tf.shape(images)[0]
-        flat_z = tf.reshape(z, [-1, self.config.latent_size])
-        flat_images = tf.reshape(tf.tile(images[None], [num_samples, 1, 1, 1, 1]),
+    def _log_likelihood(self, images, z, seed):
+        """log p(x|z) for latents z (k, B, Z) and images (B, H, W, C): (k, B)."""
+        k, batch = tf.shape(z)[0], tf.shape(z)[1]
+        flat_images = tf.reshape(tf.tile(images[None], [k, 1, 1, 1, 1]),
                                  tf.concat([[-1], tf.shape(images)[1:]], 0))
-        log_likelihood = self.decode(flat_z, decode_seed).log_prob(flat_images)
-        log_likelihood = tf.reshape(log_likelihood, [num_samples, batch])
-        return log_likelihood + self.prior.log_prob(z) - posterior.log_prob(z)
+        flat_z = tf.reshape(z, [-1, self.config.latent_size])
+        return tf.reshape(self.decode(flat_z, seed).log_prob(flat_images), [k, batch])

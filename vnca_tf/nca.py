@@ -31,7 +31,8 @@ class _NCA(layers.Layer):
         self.update_net = update_net
 
     def build(self, input_shape):
-        self.update_net.build(input_shape)
+        if not self.update_net.built:
+            self.update_net.build(input_shape)
 
     def step(self, cells):
         """One NCA step on every cell."""

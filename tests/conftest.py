@@ -1,0 +1,22 @@
+"""Shared test settings: quiet TensorFlow logs, small helpers."""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+
+def count_params(layer) -> int:
+    """Number of scalars in a layer's weights."""
+    return sum(int(np.prod(weight.shape)) for weight in layer.weights)
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(1234)
+
+
+def binary_images(rng, batch, side):
+    return (rng.random((batch, side, side, 1)) > 0.5).astype(np.float32)
