@@ -20,3 +20,14 @@ def rng():
 
 def binary_images(rng, batch, side):
     return (rng.random((batch, side, side, 1)) > 0.5).astype(np.float32)
+
+
+@pytest.fixture(scope="session")
+def data_dir():
+    """The offline datasets: $VNCA_DATA_DIR, else ../shared/data beside the repo."""
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    path = os.environ.get("VNCA_DATA_DIR") or os.path.join(repo, "..", "shared", "data")
+    path = os.path.abspath(path)
+    if not os.path.isdir(path):
+        pytest.fail(f"The test datasets are not at {path}; set VNCA_DATA_DIR.")
+    return path
