@@ -6,6 +6,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+# Two logical CPU devices, so that MirroredStrategy has two replicas to test.
+tf.config.set_logical_device_configuration(
+    tf.config.list_physical_devices("CPU")[0],
+    [tf.config.LogicalDeviceConfiguration()] * 2)
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def count_params(layer) -> int:
@@ -25,8 +32,7 @@ def binary_images(rng, batch, side):
 @pytest.fixture(scope="session")
 def data_dir():
     """The offline datasets: $VNCA_DATA_DIR, else ../shared/data beside the repo."""
-    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    path = os.environ.get("VNCA_DATA_DIR") or os.path.join(repo, "..", "shared", "data")
+    path = os.environ.get("VNCA_DATA_DIR") or os.path.join(REPO, "..", "shared", "data")
     path = os.path.abspath(path)
     if not os.path.isdir(path):
         pytest.fail(f"The test datasets are not at {path}; set VNCA_DATA_DIR.")

@@ -175,3 +175,17 @@ def test_integer_and_float_images_give_the_same_loss(rng):
     x = rng.integers(0, 256, size=(2, 16, 16, 3))
     np.testing.assert_allclose(model.elbo(x.astype(np.uint8), seed=1)["loss"],
                                model.elbo(x.astype(np.float32), seed=1)["loss"], rtol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["mnist", "mnist_damage"])
+def test_every_weight_is_in_a_model_checkpoint(name, tmp_path):
+    model = _model(name)
+    path = tf.train.Checkpoint(model=model).save(str(tmp_path / "ckpt"))
+    saved = {n for n, _ in tf.train.list_variables(path) if n.startswith("model/")}
+    assert len(saved) == len(model.weights) > 0
+    restored = _model(name)
+    _perturb_last_layer(model, seed=3)
+    tf.train.Checkpoint(model=model).write(str(tmp_path / "again"))
+    tf.train.Checkpoint(model=restored).read(str(tmp_path / "again")).assert_consumed()
+    for a, b in zip(restored.weights, model.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())

@@ -100,7 +100,8 @@ class ModelConfig:
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-    """Optimisation settings (the paper's defaults, section 3)."""
+    """Optimisation (the paper's defaults, section 3) and the training loop's
+    cadence: every ``*_every`` is in steps."""
 
     batch_size: int = 32
     learning_rate: float = 1e-4
@@ -109,15 +110,30 @@ class TrainConfig:
     num_steps: int = 100_000
     pool_size: int = 0  # 0: no pool; the damage presets use 1024.
     damage_size: int = 0  # Side of the zeroed square in pool damage.
+    seed: int = 0
+    log_every: int = 100
+    eval_every: int = 1_000
+    eval_batches: int = 10
+    image_every: int = 5_000
+    checkpoint_every: int = 1_000
+    keep_checkpoints: int = 3
+    max_nonfinite: int = 10  # Non-finite updates in a row before the run stops.
 
     def __post_init__(self):
-        for name in ("batch_size", "num_steps"):
+        for name in ("batch_size", "num_steps", "log_every", "eval_every", "eval_batches",
+                     "image_every", "checkpoint_every", "keep_checkpoints", "max_nonfinite"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}.")
         if self.learning_rate <= 0 or self.clip_norm <= 0 or self.beta < 0:
             raise ValueError(
                 "learning_rate and clip_norm must be > 0 and beta >= 0, got "
                 f"{self.learning_rate}, {self.clip_norm}, {self.beta}.")
+        if self.pool_size and (self.pool_size < self.batch_size or self.batch_size < 4
+                               or self.damage_size < 1):
+            raise ValueError(
+                f"Pool training needs pool_size >= batch_size >= 4 and damage_size >= 1, "
+                f"got pool_size={self.pool_size}, batch_size={self.batch_size}, "
+                f"damage_size={self.damage_size}.")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -16,7 +16,8 @@ image_size=32); MNIST (the 8-bit one) binarized by thresholding at 128 (pixel
 >= 128 -> 1; static, so every epoch sees the same images); CelebA's 178x218
 aligned image resized to a square (the authors' plain resize; ``crop=True``
 takes the central 178x178 square first); Noto Emoji's RGBA composited over a
-white background, then resized. Images are decoded once and cached in memory.
+white background, then resized. Image files are decoded once, up front, and
+cached in memory.
 """
 
 import dataclasses
@@ -48,6 +49,10 @@ class DatasetSpec:
     tfds_name: Optional[str] = None
     has_labels: bool = False
     paper_train_split: str = "train"
+    # The split whose loss training reports and picks the best checkpoint by:
+    # the held-out validation split where the paper does not train on it, else
+    # the test split, as the authors' code does.
+    monitor_split: str = "validation"
 
 
 SPECS = {spec.name: spec for spec in (
@@ -57,11 +62,13 @@ SPECS = {spec.name: spec for spec in (
         "binarized_mnist_{train,valid,test}.amat (plain or .gz)",
         "the Larochelle & Murray files, e.g. "
         "http://www.cs.toronto.edu/~larocheh/public/datasets/binarized_mnist/",
-        tfds_name="binarized_mnist", paper_train_split="train+validation"),
+        tfds_name="binarized_mnist", paper_train_split="train+validation",
+        monitor_split="test"),
     DatasetSpec(
         "mnist", ("train", "test"), 1, 32, ("mnist", "MNIST/raw", "."),
         "{train,t10k}-images-idx3-ubyte and {train,t10k}-labels-idx1-ubyte (plain or .gz)",
-        "http://yann.lecun.com/exdb/mnist/", tfds_name="mnist", has_labels=True),
+        "http://yann.lecun.com/exdb/mnist/", tfds_name="mnist", has_labels=True,
+        monitor_split="test"),
     DatasetSpec(
         "celeb_a", ("train", "validation", "test"), 3, 64,
         ("celeba", "celeb_a", "CelebA", "."),
@@ -72,7 +79,7 @@ SPECS = {spec.name: spec for spec in (
         "noto_emoji", ("train", "test"), 3, 64,
         ("noto_emoji/png/128", "noto-emoji/png/128", "png/128", "128", "."),
         "*.png (the png/128 folder of the noto-emoji repository)",
-        "https://github.com/googlefonts/noto-emoji (png/128)"),
+        "https://github.com/googlefonts/noto-emoji (png/128)", monitor_split="test"),
 )}
 
 
@@ -340,9 +347,11 @@ def load(name: str, split: str = "train", data_dir: Optional[str] = None,
     else:
         dataset = dataset.map(preprocess, num_parallel_calls=tf.data.AUTOTUNE,
                               deterministic=True)
-    dataset = dataset.cache()
-    if paths:
+    if paths:  # Decoding files is the slow part: do it once, up front.
+        dataset = dataset.cache()
         _fill_cache(dataset, paths, _DECODERS[spec.name])
+    elif folder is None:  # tensorflow-datasets: decoded once, on the first pass.
+        dataset = dataset.cache()
     if shuffle_seed is not None:
         dataset = dataset.shuffle(SHUFFLE_BUFFER, seed=shuffle_seed,
                                   reshuffle_each_iteration=True)

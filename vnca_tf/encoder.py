@@ -13,6 +13,7 @@ import keras
 from keras import layers
 
 from vnca_tf.configs import ENCODER_DOWNSAMPLING
+from vnca_tf.layers import add_sublayers, sublayers
 
 _KERNEL = 5
 _PAD = _KERNEL // 2
@@ -35,10 +36,10 @@ class Encoder(keras.layers.Layer):
         self.base_channels = base_channels
         self.first_conv = layers.Conv2D(base_channels, _KERNEL, activation="elu",
                                         name="conv_0")
-        self.strided = [
+        add_sublayers(self, "strided", (
             layers.Conv2D(base_channels * 2 ** i, _KERNEL, strides=2, activation="elu",
                           name=f"conv_{i}")
-            for i in range(1, _NUM_STRIDED + 1)]
+            for i in range(1, _NUM_STRIDED + 1)))
         self.flatten = layers.Flatten()
         self.dense = layers.Dense(2 * latent_size, name="dense")
 
@@ -51,7 +52,7 @@ class Encoder(keras.layers.Layer):
                  width + sum(_first_padding(width)), channels)
         self.first_conv.build(shape)
         shape = self.first_conv.compute_output_shape(shape)
-        for conv in self.strided:
+        for conv in sublayers(self, "strided", _NUM_STRIDED):
             shape = self.padding.compute_output_shape(shape)
             conv.build(shape)
             shape = conv.compute_output_shape(shape)
@@ -59,7 +60,7 @@ class Encoder(keras.layers.Layer):
 
     def call(self, images):
         hidden = self.first_conv(self.first_padding(images))
-        for conv in self.strided:
+        for conv in sublayers(self, "strided", _NUM_STRIDED):
             hidden = conv(self.padding(hidden))
         out = self.dense(self.flatten(hidden))
         return out[:, :self.latent_size], out[:, self.latent_size:]

@@ -7,6 +7,25 @@ with the same weights (3x3 neighbourhood, then 1x1 convolutions).
 from keras import layers, ops
 
 
+def add_sublayers(owner: layers.Layer, prefix: str, sublayers) -> int:
+    """Stores ``sublayers`` as attributes ``prefix_0``, ``prefix_1``, ... of
+    ``owner`` and returns their number.
+
+    Keras 3 does not put layers held in a list into tf.train.Checkpoint's object
+    graph (their weights would be saved only through the optimizer); layers held
+    in attributes are.
+    """
+    sublayers = list(sublayers)
+    for index, sublayer in enumerate(sublayers):
+        setattr(owner, f"{prefix}_{index}", sublayer)
+    return len(sublayers)
+
+
+def sublayers(owner: layers.Layer, prefix: str, count: int):
+    """The layers ``add_sublayers`` stored."""
+    return [getattr(owner, f"{prefix}_{index}") for index in range(count)]
+
+
 class Residual(layers.Layer):
     """x + conv1x1(elu(conv1x1(x))): one residual block of the update network."""
 
@@ -47,11 +66,12 @@ class UpdateNet(layers.Layer):
         self.num_hidden_layers = num_hidden_layers
         self.perceive = layers.Conv2D(hidden_size, 3, padding="same", name="perceive")
         if kind == "residual":
-            self.body = [Residual(hidden_size, name=f"residual_{i}")
-                         for i in range(num_residual_blocks)]
+            body = (Residual(hidden_size, name=f"residual_{i}")
+                    for i in range(num_residual_blocks))
         else:
-            self.body = [layers.Conv2D(hidden_size, 1, activation="elu", name=f"hidden_{i}")
-                         for i in range(num_hidden_layers)]
+            body = (layers.Conv2D(hidden_size, 1, activation="elu", name=f"hidden_{i}")
+                    for i in range(num_hidden_layers))
+        self.body_size = add_sublayers(self, "body", body)
         self.out = layers.Conv2D(state_size, 1, use_bias=(kind == "residual"),
                                  kernel_initializer="zeros", bias_initializer="zeros",
                                  name="out")
@@ -59,7 +79,7 @@ class UpdateNet(layers.Layer):
     def build(self, input_shape):
         hidden_shape = tuple(input_shape[:-1]) + (self.hidden_size,)
         self.perceive.build(input_shape)
-        for layer in self.body:
+        for layer in sublayers(self, "body", self.body_size):
             layer.build(hidden_shape)
         self.out.build(hidden_shape)
 
@@ -67,7 +87,7 @@ class UpdateNet(layers.Layer):
         hidden = self.perceive(cells)
         if self.kind == "small":
             hidden = ops.elu(hidden)
-        for layer in self.body:
+        for layer in sublayers(self, "body", self.body_size):
             hidden = layer(hidden)
         return self.out(hidden)
 

@@ -14,7 +14,7 @@ from vnca_tf.configs import ModelConfig
 from vnca_tf.encoder import Encoder
 from vnca_tf.layers import UpdateNet
 from vnca_tf.likelihoods import make_likelihood
-from vnca_tf.nca import DoublingNCA, NonDoublingNCA
+from vnca_tf.nca import DoublingNCA, NonDoublingNCA, damage_square
 
 tfd = tfp.distributions
 
@@ -139,6 +139,24 @@ class VNCA(keras.Model):
         return self.likelihood.mean_image(self.likelihood.distribution(trajectory),
                                           seed=picture_seed)
 
+    def damage_recovery(self, z, seed=None, num_steps=None, damage_size=None):
+        """Mean images of grown samples, the same right after a square of
+        ``damage_size`` cells (default: half the width) is zeroed at a random
+        place, and after ``num_steps`` more steps (default: max_steps). For the
+        non-doubling decoder (the paper's Fig. 9/10)."""
+        if self.config.decoder != "non_doubling":
+            raise ValueError("Damage recovery runs the non-doubling decoder past its "
+                             "growth; this model doubles. Use a *_damage preset.")
+        grow_seed, damage_seed, picture_seed = split_seed(seed, 3)
+        num_steps = num_steps or self.config.max_steps
+        grown = self.grow(self.decoder.seed(z), grow_seed, num_steps)
+        damaged = damage_square(grown, damage_size or self.config.image_shape[1] // 2,
+                                damage_seed)
+        recovered = self.grow(damaged, num_steps=num_steps)
+        return tuple(self.likelihood.mean_image(self.likelihood.distribution(cells),
+                                                seed=picture_seed)
+                     for cells in (grown, damaged, recovered))
+
     def elbo(self, images, beta=1.0, seed=None):
         """The beta-weighted negative ELBO with one z sample, per image, in nats.
 
@@ -149,7 +167,13 @@ class VNCA(keras.Model):
         images = self.check_images(images)
         posterior = self._posterior(images)
         z = posterior.sample(seed=z_seed)
-        reconstruction = -self.decode(z, decode_seed).log_prob(images)
+        return self.negative_elbo(images, posterior, self.grow(self.decoder.seed(z), decode_seed),
+                                  beta)
+
+    def negative_elbo(self, images, posterior, final_cells, beta=1.0):
+        """The ``elbo`` terms for checked images, q(z|x) and the cells grown from
+        a z drawn from it (or from pooled states, in pool training)."""
+        reconstruction = -self.likelihood.distribution(final_cells).log_prob(images)
         kl = tfd.kl_divergence(posterior, self.prior)
         return {"loss": reconstruction + beta * kl, "reconstruction": reconstruction,
                 "kl": kl}

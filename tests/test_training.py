@@ -1,0 +1,275 @@
+import dataclasses
+import glob
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import REPO
+from vnca_tf import configs, data
+from vnca_tf.training import NonFiniteError, Trainer, choose_strategy
+
+
+def _preset(name, **train):
+    preset = configs.get_preset(name)
+    defaults = dict(log_every=5, eval_every=1000, image_every=1000, checkpoint_every=1000,
+                    eval_batches=2)
+    return dataclasses.replace(preset, train=dataclasses.replace(
+        preset.train, **{**defaults, **train}))
+
+
+def _weights(trainer):
+    return [v.numpy() for v in trainer.model.weights]
+
+
+def _run(args, **kwargs):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}
+    return subprocess.run([sys.executable, os.path.join(REPO, "train.py"), *args],
+                          capture_output=True, text=True, env=env, cwd=REPO, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def mnist_validation(data_dir):
+    return data.load("binarized_mnist", "test", data_dir=data_dir).take(64)
+
+
+@pytest.mark.parametrize("name", ["test_mnist", "test_mnist_damage"])
+def test_a_few_dozen_steps_lower_the_loss(name, data_dir, tmp_path, mnist_validation):
+    preset = _preset(name, learning_rate=1e-3, batch_size=16, pool_size=0)
+    if name == "test_mnist_damage":
+        preset = _preset(name, learning_rate=1e-3, batch_size=16, pool_size=32)
+    trainer = Trainer(preset, str(tmp_path), data_dir=data_dir,
+                      validation_dataset=data.load(
+                          "binarized_mnist", "test", data_dir=data_dir,
+                          image_size=preset.model.image_shape[0]).take(64))
+    before = trainer.validation_loss()
+    trainer.train(40, progress=False)
+    after = trainer.validation_loss()
+    assert after < before - 100, (before, after)  # Nats per image.
+    if trainer.pool is not None:  # Pool and damage training ran.
+        assert int(trainer.pool.size.numpy()) == 32
+        cells = trainer.pool.cells.numpy()
+        assert np.isfinite(cells).all() and np.abs(cells).max() > 0
+
+
+def test_resume_is_exact(tmp_path, data_dir):
+    # Op determinism on, through the CLI: 2N steps in one go equal N, stop, N more.
+    common = ["--preset=test_mnist_damage", f"--data_dir={data_dir}", "--deterministic",
+              "--checkpoint_every=3", "--log_every=3", "--eval_every=100",
+              "--image_every=100"]
+    whole, halves = str(tmp_path / "whole"), str(tmp_path / "halves")
+    for model_dir, steps in ((whole, 8), (halves, 4), (halves, 8)):
+        result = _run(common + [f"--model_dir={model_dir}", f"--num_steps={steps}"])
+        assert result.returncode == 0, result.stderr[-2000:]
+    first, second = (tf.train.load_checkpoint(os.path.join(d, "checkpoints"))
+                     for d in (whole, halves))
+    # Everything but the count of saves and the best validation loss, which the
+    # stop at step 4 added to.
+    names = [n for n, _ in tf.train.list_variables(os.path.join(whole, "checkpoints"))
+             if "/.ATTRIBUTES/VARIABLE_VALUE" in n
+             and not n.startswith(("best_validation", "save_counter"))]
+    assert any("pool/cells" in n for n in names) and any("optimizer" in n for n in names)
+    assert first.get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE") == 8
+    for name in names:
+        np.testing.assert_array_equal(first.get_tensor(name), second.get_tensor(name),
+                                      err_msg=name)
+
+
+def test_two_replicas_make_the_same_update_as_one_device(tmp_path, data_dir):
+    images = data.load("binarized_mnist", "test", data_dir=data_dir).take(64).cache()
+    preset = _preset("test_mnist", batch_size=8, learning_rate=1e-3)
+    mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    assert mirrored.num_replicas_in_sync == 2
+    results = []
+    for strategy, folder in ((tf.distribute.get_strategy(), "one"), (mirrored, "two")):
+        trainer = Trainer(preset, str(tmp_path / folder), strategy, dataset=images,
+                          validation_dataset=images)
+        trainer.model.set_weights([np.asarray(w) for w in start]) if results else None
+        if not results:
+            start = _weights(trainer)
+        metrics = trainer.train(3, progress=False)
+        results.append((_weights(trainer), metrics))
+    (one, one_metrics), (two, two_metrics) = results
+    assert any(np.abs(a - b).max() > 1e-6 for a, b in zip(one, start))
+    for a, b in zip(one, two):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+    assert one_metrics["loss"] == pytest.approx(two_metrics["loss"], rel=1e-5)
+
+
+def _free_ports(count):
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def test_multi_worker_training_keeps_workers_in_sync(tmp_path, data_dir):
+    ports = _free_ports(2)
+    cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
+    workers = []
+    for index in range(2):
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2",
+               "TF_CONFIG": json.dumps({"cluster": cluster,
+                                        "task": {"type": "worker", "index": index}})}
+        workers.append(subprocess.Popen(
+            [sys.executable, os.path.join(REPO, "train.py"), "--preset=test_mnist",
+             f"--model_dir={tmp_path}", f"--data_dir={data_dir}", "--num_steps=4",
+             "--checkpoint_every=2", "--eval_every=100", "--image_every=100"],
+            env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+    outputs = [worker.communicate(timeout=600)[0] for worker in workers]
+    for worker, output in zip(workers, outputs):
+        assert worker.returncode == 0, output[-3000:]
+    assert '"strategy": "MultiWorkerMirroredStrategy"' in outputs[0]
+    assert '"replicas": 2' in outputs[0]
+    chief = tf.train.load_checkpoint(str(tmp_path / "checkpoints"))
+    (other,) = glob.glob(str(tmp_path / "workers" / "worker_1" / "checkpoints"))
+    other = tf.train.load_checkpoint(other)
+    # The model's weights are saved under the optimizer's path to them (the
+    # shortest); compare every value but the per-worker evaluation record.
+    names = [n for n, _ in tf.train.list_variables(str(tmp_path / "checkpoints"))
+             if n.endswith("VARIABLE_VALUE")
+             and not n.startswith(("best_validation", "save_counter"))]
+    assert sum(n.startswith("optimizer/_trainable_variables/") for n in names) == 20
+    assert chief.get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE") == 4
+    for name in names:
+        np.testing.assert_array_equal(chief.get_tensor(name), other.get_tensor(name),
+                                      err_msg=name)
+
+
+def test_summaries_are_written_and_served_by_tensorboard(tmp_path, data_dir):
+    preset = _preset("test_mnist_damage", log_every=2, eval_every=4, image_every=4,
+                     checkpoint_every=4)
+    Trainer(preset, str(tmp_path), data_dir=data_dir).train(4, progress=False)
+    port = _free_ports(1)[0]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "tensorboard.main", f"--logdir={tmp_path}",
+         "--host=127.0.0.1", f"--port={port}", "--load_fast=false"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        base = f"http://127.0.0.1:{port}/data/plugin"
+        scalars = images = None
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            try:
+                scalars = json.load(urllib.request.urlopen(f"{base}/scalars/tags", timeout=5))
+                images = json.load(urllib.request.urlopen(f"{base}/images/tags", timeout=5))
+                if scalars.get("train") and images.get("train"):
+                    break
+            except OSError:
+                pass
+            time.sleep(1)
+        assert scalars and images, "TensorBoard did not answer"
+        assert {"loss", "reconstruction", "kl", "elbo_nats", "bits_per_dim",
+                "gradient_norm", "learning_rate", "steps_per_s", "pool_size",
+                "nonfinite_updates"} <= set(scalars["train"])
+        assert {"loss", "elbo_nats", "bits_per_dim"} <= set(scalars["validation"])
+        assert {"samples/samples", "samples/means", "reconstructions/samples",
+                "reconstructions/means", "growth/means",
+                "damage/recovery"} <= set(images["train"])
+        series = json.load(urllib.request.urlopen(
+            f"{base}/scalars/scalars?run=train&tag=loss", timeout=5))
+        assert [point[1] for point in series] == [2, 4]
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def _poison(trainer, bad_steps):
+    """Makes the gradients of the given steps (1-based) NaN."""
+    original = trainer._loss_and_gradients
+
+    def poisoned(*args):
+        gradients, sums, final = original(*args)
+        step = trainer.step + 1
+        bad = tf.reduce_any(tf.equal(step, tf.constant(bad_steps, tf.int64)))
+        factor = tf.where(bad, float("nan"), 1.0)
+        return [g * factor for g in gradients], sums * factor, final
+
+    trainer._loss_and_gradients = poisoned
+
+
+def test_non_finite_updates_are_skipped_and_counted(tmp_path, data_dir):
+    preset = _preset("test_mnist", max_nonfinite=3)
+    trainer = Trainer(preset, str(tmp_path), data_dir=data_dir)
+    _poison(trainer, [3, 4])
+    trainer.train(6, progress=False)
+    assert int(trainer.nonfinite_total.numpy()) == 2
+    assert int(trainer.optimizer.iterations.numpy()) == 4  # Two updates skipped.
+    assert all(np.isfinite(w).all() for w in _weights(trainer))
+
+
+def test_a_run_of_non_finite_updates_stops_with_the_checkpoint_intact(tmp_path, data_dir):
+    preset = _preset("test_mnist", max_nonfinite=3, checkpoint_every=2)
+    trainer = Trainer(preset, str(tmp_path), data_dir=data_dir)
+    _poison(trainer, list(range(5, 100)))
+    trainer.train(4, progress=False)
+    good = _weights(trainer)
+    # Steps 5, 6, 7 are skipped (the checkpoint of step 6 holds step 4's weights).
+    with pytest.raises(NonFiniteError, match=r"3 non-finite updates in a row \(at step 7\)"
+                                             r".*ckpt-6 is intact"):
+        trainer.train(20, progress=False)
+    restored = Trainer(preset, str(tmp_path), data_dir=data_dir)
+    assert restored.restore() == 6
+    assert int(restored.nonfinite_total.numpy()) == 2
+    for a, b in zip(_weights(restored), good):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_kill_9_loses_at_most_the_steps_since_the_last_checkpoint(tmp_path, data_dir):
+    model_dir = str(tmp_path)
+    args = ["--preset=test_mnist", f"--model_dir={model_dir}", f"--data_dir={data_dir}",
+            "--num_steps=100000", "--checkpoint_every=5", "--eval_every=100000",
+            "--image_every=100000", "--log_every=5"]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    process = subprocess.Popen([sys.executable, os.path.join(REPO, "train.py"), *args],
+                               env=env, cwd=REPO, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline and not glob.glob(f"{model_dir}/checkpoints/ckpt-15.index"):
+        time.sleep(0.2)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    latest = tf.train.latest_checkpoint(f"{model_dir}/checkpoints")
+    assert latest is not None
+    saved = int(tf.train.load_checkpoint(latest).get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE"))
+    assert saved >= 15 and saved % 5 == 0
+    result = _run(args[:3] + [f"--num_steps={saved + 5}", "--checkpoint_every=5",
+                              "--eval_every=100000", "--image_every=100000"])
+    assert result.returncode == 0, result.stderr[-2000:]
+    resumed = tf.train.load_checkpoint(tf.train.latest_checkpoint(f"{model_dir}/checkpoints"))
+    assert resumed.get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE") == saved + 5
+
+
+def test_cli_prints_and_saves_its_configuration_and_explains_bad_flags(tmp_path, data_dir):
+    result = _run(["--preset=test_mnist", f"--model_dir={tmp_path}",
+                   f"--data_dir={data_dir}", "--num_steps=2", "--batch_size=4",
+                   "--beta=2.5", "--eval_every=100", "--image_every=100"])
+    assert result.returncode == 0, result.stderr[-2000:]
+    saved = json.load(open(tmp_path / "config.json"))
+    assert saved["name"] == "test_mnist" and saved["train"]["beta"] == 2.5
+    assert saved["train"]["batch_size"] == 4 and '"beta": 2.5' in result.stdout
+    unknown = _run(["--preset=mnsit", f"--model_dir={tmp_path}"])
+    assert unknown.returncode != 0 and "Known presets" in unknown.stderr
+    other = _run(["--preset=test_celeb_a", f"--model_dir={tmp_path}", "--num_steps=1"])
+    assert other.returncode != 0 and "another model" in other.stderr
+    missing = _run(["--preset=test_mnist", f"--model_dir={tmp_path / 'x'}",
+                    f"--data_dir={tmp_path / 'empty'}", "--num_steps=1"])
+    assert missing.returncode == 2 and "binarized_mnist_{train,valid,test}.amat" in missing.stderr
+
+
+def test_strategy_choice(monkeypatch):
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    assert choose_strategy("auto") is tf.distribute.get_strategy()
+    with pytest.raises(ValueError, match="Unknown strategy 'tpu'"):
+        choose_strategy("tpu")

@@ -1,0 +1,127 @@
+"""Trains a VNCA: python train.py --dataset=celeb_a [--model_dir=runs/celeb_a] [...]
+
+--dataset picks the paper's preset for that dataset, --preset any preset
+(python train.py --list_presets lists them). Runs on whatever the machine has:
+several GPUs (MirroredStrategy), several hosts (MultiWorkerMirroredStrategy,
+from TF_CONFIG), or one device. Starting again with the same --model_dir
+resumes from its latest checkpoint. Watch it with: tensorboard --logdir=MODEL_DIR
+"""
+
+import dataclasses
+import json
+import os
+import sys
+
+from absl import app, flags, logging
+
+from vnca_tf import configs
+
+flags.DEFINE_string("dataset", None, "binarized_mnist (or mnist), celeb_a or noto_emoji: "
+                    "trains the paper's preset for it.")
+flags.DEFINE_string("preset", None, "Any preset name (see --list_presets).")
+flags.DEFINE_bool("list_presets", False, "List the presets and exit.")
+flags.DEFINE_string("model_dir", None, "Checkpoints, TensorBoard logs and config.json "
+                    "(default: runs/<preset>).")
+flags.DEFINE_string("data_dir", None, "Folder of the original dataset files "
+                    "(default: $VNCA_DATA_DIR).")
+flags.DEFINE_enum("data_source", "auto", ["auto", "local", "tfds"],
+                  "Where the data come from: local files, tensorflow-datasets, or auto.")
+flags.DEFINE_enum("strategy", "auto", ["auto", "default", "mirrored", "multi_worker"],
+                  "tf.distribute strategy; auto picks it from TF_CONFIG and the GPUs.")
+flags.DEFINE_bool("jit_compile", True, "Compile the model's forward and backward pass "
+                  "with XLA.")
+flags.DEFINE_bool("deterministic", False, "Enable TensorFlow op determinism.")
+_TRAIN_FLAGS = {
+    "num_steps": (flags.DEFINE_integer, "Number of training steps."),
+    "batch_size": (flags.DEFINE_integer, "Global batch size (over all replicas)."),
+    "learning_rate": (flags.DEFINE_float, "Adam learning rate."),
+    "beta": (flags.DEFINE_float, "Weight of the KL term."),
+    "seed": (flags.DEFINE_integer, "Seed of every random number of the run."),
+    "log_every": (flags.DEFINE_integer, "Steps between scalar summaries."),
+    "eval_every": (flags.DEFINE_integer, "Steps between validation losses."),
+    "image_every": (flags.DEFINE_integer, "Steps between image summaries."),
+    "checkpoint_every": (flags.DEFINE_integer, "Steps between checkpoints."),
+    "max_nonfinite": (flags.DEFINE_integer, "Non-finite updates in a row that stop the run."),
+}
+for _name, (_define, _help) in _TRAIN_FLAGS.items():
+    _define(_name, None, _help + " Default: the preset's.")
+FLAGS = flags.FLAGS
+
+
+def resolve_preset() -> configs.Preset:
+    """The preset named by the flags, with the flags' training overrides."""
+    if bool(FLAGS.dataset) == bool(FLAGS.preset):
+        raise app.UsageError("Give exactly one of --dataset and --preset.")
+    if FLAGS.dataset:
+        by_dataset = {"binarized_mnist": "mnist", "mnist": "mnist", "celeb_a": "celeb_a",
+                      "noto_emoji": "noto_emoji"}
+        if FLAGS.dataset not in by_dataset:
+            raise app.UsageError(f"Unknown --dataset {FLAGS.dataset!r}; use one of "
+                                 f"{', '.join(by_dataset)} (or --preset).")
+        preset = configs.get_preset(by_dataset[FLAGS.dataset])
+    else:
+        try:
+            preset = configs.get_preset(FLAGS.preset)
+        except ValueError as error:
+            raise app.UsageError(str(error))
+    overrides = {name: FLAGS[name].value for name in _TRAIN_FLAGS
+                 if FLAGS[name].value is not None}
+    return dataclasses.replace(preset, train=dataclasses.replace(preset.train, **overrides))
+
+
+def check_model_dir(preset: configs.Preset, model_dir: str) -> None:
+    """Refuses to resume a model_dir whose saved model differs from the preset's."""
+    path = os.path.join(model_dir, "config.json")
+    if not os.path.exists(path):
+        return
+    with open(path) as f:
+        saved = json.load(f)
+    wanted = json.loads(json.dumps(dataclasses.asdict(preset.model)))
+    if saved.get("model") != wanted or saved.get("dataset") != preset.dataset:
+        raise app.UsageError(
+            f"{model_dir} holds a run of another model ({saved.get('name')} on "
+            f"{saved.get('dataset')}); pick a new --model_dir to train {preset.name}.")
+
+
+def main(argv):
+    del argv
+    logging.set_verbosity(logging.WARNING)
+    if FLAGS.list_presets:
+        for preset in configs.PRESETS.values():
+            print(f"{preset.name:<20} {preset.dataset:<16} {preset.description}")
+        return 0
+    preset = resolve_preset()
+    model_dir = FLAGS.model_dir or os.path.join("runs", preset.name)
+    check_model_dir(preset, model_dir)
+
+    import tensorflow as tf  # After flag parsing: --help stays fast.
+
+    from vnca_tf import training
+    from vnca_tf.readers import DataError
+
+    if FLAGS.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    strategy = training.choose_strategy(FLAGS.strategy)
+    run = {"model_dir": model_dir, "strategy": training.strategy_name(strategy),
+           "replicas": strategy.num_replicas_in_sync, "data_source": FLAGS.data_source,
+           "data_dir": FLAGS.data_dir, "jit_compile": FLAGS.jit_compile}
+    print(json.dumps({**dataclasses.asdict(preset), "run": run}, indent=2, default=str))
+    trainer = training.Trainer(preset, model_dir, strategy, data_dir=FLAGS.data_dir,
+                               data_source=FLAGS.data_source, jit_compile=FLAGS.jit_compile)
+    if trainer.chief:
+        training.save_config(preset, model_dir, {"run": run})
+    try:
+        metrics = trainer.train()
+    except DataError as error:
+        print(f"\nNo data: {error}", file=sys.stderr)
+        return 2
+    except training.NonFiniteError as error:
+        print(f"\nStopped: {error}", file=sys.stderr)
+        return 3
+    print(f"\nDone: step {int(trainer.step.numpy())}, loss {metrics.get('loss', float('nan')):.4f}; "
+          f"checkpoints in {trainer.manager.directory}.")
+    return 0
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,98 @@
+"""TensorBoard summaries of a training run (tf.summary event files).
+
+model_dir/train: loss, reconstruction, KL, ELBO in nats and bits/dim, gradient
+norm, learning rate, steps/s, non-finite update count, pool size; images of
+samples, sample means, reconstructions, a growth trajectory and (non-doubling
+models) damage then recovery. model_dir/validation: the validation loss.
+"""
+
+import os
+
+import tensorflow as tf
+
+from vnca_tf.configs import ModelConfig
+from vnca_tf.pictures import image_grid
+from vnca_tf.units import nats_to_bits_per_dim
+
+NUM_PICTURES = 8
+
+
+def likelihood_unit(config: ModelConfig) -> str:
+    """The paper's unit for a model: nats (binary images) or bits/dim (RGB)."""
+    return "nats" if config.likelihood == "bernoulli" else "bits/dim"
+
+
+def in_likelihood_unit(log_likelihood_nats, config: ModelConfig):
+    """A log-likelihood in nats per image, in ``likelihood_unit(config)``."""
+    if config.likelihood == "bernoulli":
+        return log_likelihood_nats
+    return nats_to_bits_per_dim(log_likelihood_nats, config.num_dimensions)
+
+
+class Writer:
+    """Writes a run's summaries; a no-op on workers other than the chief."""
+
+    def __init__(self, model_dir: str, enabled: bool = True):
+        if enabled:
+            self.train = tf.summary.create_file_writer(os.path.join(model_dir, "train"))
+            self.validation = tf.summary.create_file_writer(
+                os.path.join(model_dir, "validation"))
+        else:
+            self.train = self.validation = tf.summary.create_noop_writer()
+        self.enabled = enabled
+
+    def _likelihood_scalars(self, elbo_nats, config):
+        tf.summary.scalar("elbo_nats", elbo_nats)
+        tf.summary.scalar("bits_per_dim", nats_to_bits_per_dim(elbo_nats, config.num_dimensions))
+
+    def scalars(self, step, metrics, config, optimizer, nonfinite_total, pool_size=None):
+        with self.train.as_default(step=step):
+            for name in ("loss", "reconstruction", "kl", "gradient_norm", "steps_per_s"):
+                tf.summary.scalar(name, metrics[name])
+            self._likelihood_scalars(-(metrics["reconstruction"] + metrics["kl"]), config)
+            tf.summary.scalar("learning_rate", float(optimizer.learning_rate.numpy()))
+            tf.summary.scalar("nonfinite_updates", nonfinite_total)
+            if pool_size is not None:
+                tf.summary.scalar("pool_size", pool_size)
+
+    def validation_scalars(self, step, loss, config):
+        with self.validation.as_default(step=step):
+            tf.summary.scalar("loss", loss)
+            self._likelihood_scalars(-loss, config)
+
+    def images(self, step, model, images, seed):
+        """Pictures of the model now: samples, reconstructions of ``images``,
+        growth and (non-doubling) damage recovery; only on the chief."""
+        if not self.enabled:
+            return
+        config = model.config
+        scale = model.likelihood.max_value
+        images = images[:NUM_PICTURES]
+        samples, means = model.sample(NUM_PICTURES, seed=[seed, step])
+        recon_samples, recon_means = model.reconstruct(images, seed=[seed, step])
+        originals = tf.cast(images, tf.float32) / scale
+        pictures = {
+            "samples/samples": image_grid(samples / scale, NUM_PICTURES),
+            "samples/means": image_grid(means, NUM_PICTURES),
+            "reconstructions/samples": image_grid(
+                tf.concat([originals, recon_samples / scale], 0), len(images)),
+            "reconstructions/means": image_grid(
+                tf.concat([originals, recon_means], 0), len(images)),
+        }
+        z = model.prior.sample(1, seed=[seed, step])
+        if config.decoder == "doubling":
+            growth = model.growth(z, seed=[seed, step])
+            pictures["growth/means"] = image_grid(growth[:, 0], config.steps_per_stage + 1)
+        else:
+            growth = model.growth(z, seed=[seed, step], num_steps=config.max_steps)
+            pictures["growth/means"] = image_grid(growth[::4, 0], 8)
+            rows = model.damage_recovery(model.prior.sample(NUM_PICTURES, seed=[step, seed]),
+                                         seed=[seed, step])
+            pictures["damage/recovery"] = image_grid(tf.concat(rows, 0), NUM_PICTURES)
+        with self.train.as_default(step=step):
+            for name, grid in pictures.items():
+                tf.summary.image(name, grid[None])
+
+    def flush(self):
+        self.train.flush()
+        self.validation.flush()
