@@ -18,6 +18,8 @@ from vnca_tf import configs
 
 flags.DEFINE_string("dataset", None, "binarized_mnist (or mnist), celeb_a or noto_emoji: "
                     "trains the paper's preset for it.")
+flags.DEFINE_enum("model", "vnca", ["vnca", "baseline"], "With --dataset: the VNCA or "
+                  "the paper's deep convolutional VAE baseline for that dataset.")
 flags.DEFINE_string("preset", None, "Any preset name (see --list_presets).")
 flags.DEFINE_bool("list_presets", False, "List the presets and exit.")
 flags.DEFINE_string("model_dir", None, "Checkpoints, TensorBoard logs and config.json "
@@ -58,7 +60,13 @@ def resolve_preset() -> configs.Preset:
         if FLAGS.dataset not in by_dataset:
             raise app.UsageError(f"Unknown --dataset {FLAGS.dataset!r}; use one of "
                                  f"{', '.join(by_dataset)} (or --preset).")
-        preset = configs.get_preset(by_dataset[FLAGS.dataset])
+        name = by_dataset[FLAGS.dataset]
+        if FLAGS.model == "baseline":
+            name += "_baseline"
+            if name not in configs.PRESETS:
+                raise app.UsageError(f"The paper has no baseline for {FLAGS.dataset}; "
+                                     "baselines: mnist, celeb_a.")
+        preset = configs.get_preset(name)
     else:
         try:
             preset = configs.get_preset(FLAGS.preset)

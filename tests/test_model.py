@@ -6,7 +6,8 @@ import tensorflow as tf
 
 from conftest import binary_images, count_params
 from vnca_tf import configs
-from vnca_tf.model import VNCA, split_seed
+from vnca_tf.model import VNCA
+from vnca_tf.vae import split_seed
 
 
 def _model(name, **changes):

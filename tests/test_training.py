@@ -36,16 +36,10 @@ def _run(args, **kwargs):
                           capture_output=True, text=True, env=env, cwd=REPO, **kwargs)
 
 
-@pytest.fixture(scope="module")
-def mnist_validation(data_dir):
-    return data.load("binarized_mnist", "test", data_dir=data_dir).take(64)
-
-
-@pytest.mark.parametrize("name", ["test_mnist", "test_mnist_damage"])
-def test_a_few_dozen_steps_lower_the_loss(name, data_dir, tmp_path, mnist_validation):
-    preset = _preset(name, learning_rate=1e-3, batch_size=16, pool_size=0)
-    if name == "test_mnist_damage":
-        preset = _preset(name, learning_rate=1e-3, batch_size=16, pool_size=32)
+@pytest.mark.parametrize("name", ["test_mnist", "test_mnist_damage", "test_mnist_baseline"])
+def test_a_few_dozen_steps_lower_the_loss(name, data_dir, tmp_path):
+    pool = 32 if name == "test_mnist_damage" else 0
+    preset = _preset(name, learning_rate=1e-3, batch_size=16, pool_size=pool)
     trainer = Trainer(preset, str(tmp_path), data_dir=data_dir,
                       validation_dataset=data.load(
                           "binarized_mnist", "test", data_dir=data_dir,

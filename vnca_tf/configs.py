@@ -8,6 +8,7 @@ shrunk versions of the same models for CPU runs and the test suite.
 import dataclasses
 from typing import Dict, Tuple
 
+ARCHITECTURES = ("vnca", "baseline")
 LIKELIHOODS = ("bernoulli", "logistic_mixture")
 DECODERS = ("doubling", "non_doubling")
 UPDATE_NETS = ("residual", "small")
@@ -20,6 +21,10 @@ class ModelConfig:
     """Architecture of a VNCA (encoder, update network, decoder, likelihood).
 
     Attributes:
+      architecture: "vnca" (an NCA decoder) or "baseline" (the deep
+        convolutional VAE of appendix A.6 / A.1: the same encoder, a dense
+        layer to a 2x2 grid, stride-2 transposed convolutions halving the
+        channels down to encoder_channels, a last 5x5 one to the likelihood).
       image_shape: (height, width, channels) of the images modelled.
       likelihood: "bernoulli" (binary images, logits = channel 0) or
         "logistic_mixture" (8-bit RGB, PixelCNN++ discretized logistics).
@@ -37,8 +42,12 @@ class ModelConfig:
       min_steps, max_steps: inclusive range of the non-doubling step count.
       encoder_channels: channels of the encoder's first convolution (doubled
         by each of the four stride-2 convolutions that follow).
+      baseline_channels: channels of the baseline decoder's 2x2 grid.
+      baseline_dense_elu: an ELU after the baseline's dense layer (A.1 has one,
+        A.6 not).
     """
 
+    architecture: str = "vnca"
     image_shape: Tuple[int, int, int] = (32, 32, 1)
     likelihood: str = "bernoulli"
     num_mixtures: int = 1
@@ -53,8 +62,11 @@ class ModelConfig:
     min_steps: int = 32
     max_steps: int = 64
     encoder_channels: int = 32
+    baseline_channels: int = 512
+    baseline_dense_elu: bool = False
 
     def __post_init__(self):
+        _check_choice("architecture", self.architecture, ARCHITECTURES)
         _check_choice("likelihood", self.likelihood, LIKELIHOODS)
         _check_choice("decoder", self.decoder, DECODERS)
         _check_choice("update_net", self.update_net, UPDATE_NETS)
@@ -73,6 +85,8 @@ class ModelConfig:
                 f"latent_size ({self.latent_size}) must be at least the "
                 f"{self.likelihood_channels} cell channels the {self.likelihood} "
                 f"likelihood reads.")
+        if self.architecture == "baseline":
+            return  # Any size: the baseline grows past it and crops.
         if self.decoder == "doubling":
             side = SEED_SIZE * 2 ** self.num_doublings
             if self.image_shape[:2] != (side, side):
@@ -162,6 +176,11 @@ _CELEB_A_DAMAGE = ModelConfig(
     image_shape=(62, 62, 3), likelihood="logistic_mixture", latent_size=128,
     hidden_size=128, update_net="small", num_hidden_layers=2,
     decoder="non_doubling", min_steps=64, max_steps=128)
+_MNIST_BASELINE = ModelConfig(architecture="baseline", image_shape=(28, 28, 1),
+                              latent_size=128)
+_CELEB_A_BASELINE = ModelConfig(architecture="baseline", image_shape=(64, 64, 3),
+                                likelihood="logistic_mixture", baseline_channels=1024,
+                                baseline_dense_elu=True)
 _TINY = dict(latent_size=16, hidden_size=16, encoder_channels=4)
 
 
@@ -188,6 +207,12 @@ PRESETS: Dict[str, Preset] = _presets(
            TrainConfig(pool_size=1024, damage_size=31),
            "Non-doubling VNCA on CelebA 62x62 with pool and damage training "
            "(paper: 5.03 bits/dim; batch size not stated, the default 32)."),
+    Preset("mnist_baseline", "binarized_mnist", _MNIST_BASELINE, TrainConfig(),
+           "The deep convolutional VAE baseline of appendix A.6 on 28x28 binarized "
+           "MNIST (9.5M parameters)."),
+    Preset("celeb_a_baseline", "celeb_a", _CELEB_A_BASELINE, TrainConfig(beta=100.0),
+           "The deep convolutional VAE baseline of appendix A.1 on CelebA 64x64, "
+           "beta = 100 as in the paper."),
     Preset("mnist_small", "binarized_mnist",
            dataclasses.replace(_MNIST, latent_size=64, hidden_size=64,
                                num_residual_blocks=2, encoder_channels=16),
@@ -207,6 +232,11 @@ PRESETS: Dict[str, Preset] = _presets(
            dataclasses.replace(_MNIST_DAMAGE, min_steps=3, max_steps=5, **_TINY),
            TrainConfig(batch_size=8, num_steps=20, pool_size=16, damage_size=14),
            "A tiny non-doubling VNCA for tests."),
+    Preset("test_mnist_baseline", "binarized_mnist",
+           dataclasses.replace(_MNIST_BASELINE, latent_size=16, encoder_channels=4,
+                               baseline_channels=64),
+           TrainConfig(batch_size=8, num_steps=20),
+           "A tiny convolutional baseline for tests."),
     Preset("test_celeb_a", "celeb_a",
            dataclasses.replace(_CELEB_A, image_shape=(16, 16, 3), num_doublings=3,
                                num_residual_blocks=1, steps_per_stage=2, **_TINY),

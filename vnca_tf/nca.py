@@ -95,8 +95,9 @@ class DoublingNCA(_NCA):
                 f"{side}. Pass a square grid of one of those sizes.")
         return int(stage)
 
-    def call(self, cells, return_trajectory: bool = False):
-        """Grows ``cells`` (B, s, s, Z) to the full (B, 2^(K+1), 2^(K+1), Z) grid.
+    def call(self, cells, return_trajectory: bool = False, last_stage: int = None):
+        """Grows ``cells`` (B, s, s, Z) to the full (B, 2^(K+1), 2^(K+1), Z) grid,
+        or only up to the end of stage ``last_stage`` (before its doubling).
 
         Returns the final cells, and with ``return_trajectory`` also a tensor
         (T, B, H, W, Z) of the initial grid, every step and every doubling,
@@ -106,13 +107,17 @@ class DoublingNCA(_NCA):
         if side != cells.shape[2]:
             raise ValueError(f"Cell grids must be square, got shape {cells.shape}.")
         stage = self.start_stage(side)
+        last_stage = self.num_doublings if last_stage is None else last_stage
+        if not stage <= last_stage <= self.num_doublings:
+            raise ValueError(f"last_stage must be in [{stage}, {self.num_doublings}] for "
+                             f"cells of side {side}, got {last_stage}.")
         factor = self.output_size // side
         frames, index = None, 1
         if return_trajectory:
-            stages = self.num_doublings + 1 - stage
+            stages = last_stage + 1 - stage
             num_frames = 1 + stages * self.steps_per_stage + (stages - 1)
             frames = _new_frames(_upsample(cells, factor), num_frames)
-        for s in range(stage, self.num_doublings + 1):
+        for s in range(stage, last_stage + 1):
             if s > stage:
                 cells = self.doubling(cells)
                 factor //= 2

@@ -80,10 +80,11 @@ class Writer:
                 tf.concat([originals, recon_means], 0), len(images)),
         }
         z = model.prior.sample(1, seed=[seed, step])
-        if config.decoder == "doubling":
+        is_vnca = config.architecture == "vnca"  # A baseline has no growth to show.
+        if is_vnca and config.decoder == "doubling":
             growth = model.growth(z, seed=[seed, step])
             pictures["growth/means"] = image_grid(growth[:, 0], config.steps_per_stage + 1)
-        else:
+        elif is_vnca:
             growth = model.growth(z, seed=[seed, step], num_steps=config.max_steps)
             pictures["growth/means"] = image_grid(growth[::4, 0], 8)
             rows = model.damage_recovery(model.prior.sample(NUM_PICTURES, seed=[step, seed]),

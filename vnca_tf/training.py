@@ -20,7 +20,7 @@ import tensorflow as tf
 
 from vnca_tf import data, summaries
 from vnca_tf.configs import Preset
-from vnca_tf.model import VNCA
+from vnca_tf.model import build_model
 from vnca_tf.nca import damage_square
 from vnca_tf.pool import Pool
 
@@ -88,6 +88,11 @@ class Trainer:
             raise ValueError(f"batch_size {self.config.batch_size} must be divisible by "
                              f"the {self.num_replicas} replicas.")
         self.local_batch = self.config.batch_size // self.num_replicas
+        self.draws_steps = (preset.model.architecture == "vnca"
+                            and preset.model.decoder == "non_doubling")
+        if self.config.pool_size and not self.draws_steps:
+            raise ValueError("Pool and damage training is for non-doubling VNCAs; set "
+                             "pool_size=0 for this model.")
         if self.config.pool_size and self.local_batch < 4:
             raise ValueError("Pool training needs at least 4 images per replica, got "
                              f"{self.local_batch}.")
@@ -100,7 +105,7 @@ class Trainer:
         model_config = preset.model
         keras.utils.set_random_seed(self.config.seed)  # Seeded initial weights.
         with self.strategy.scope():
-            self.model = VNCA(model_config)
+            self.model = build_model(model_config)
             self.optimizer = keras.optimizers.Adam(self.config.learning_rate)
             self.optimizer.build(self.model.trainable_variables)
             self.step = tf.Variable(0, dtype=tf.int64, name="step", **_MIRRORED)
@@ -192,12 +197,13 @@ class Trainer:
             float_images = tf.cast(images, tf.float32)
             posterior = model._posterior(float_images)
             z = posterior.mean() + posterior.stddev() * noise
-            cells = model.decoder.seed(z)
-            if pool_cells is not None:
+            if pool_cells is None:
+                final = model.decode_cells(z, num_steps=num_steps)
+            else:
+                cells = model.decoder.seed(z)
                 half = self.local_batch // 2
                 pooled = tf.concat([cells[:half], tf.stop_gradient(pool_cells)], 0)
-                cells = tf.where(use_pool, pooled, cells)
-            final = model.grow(cells, num_steps=num_steps)
+                final = model.grow(tf.where(use_pool, pooled, cells), num_steps=num_steps)
             terms = model.negative_elbo(float_images, posterior, final, self.config.beta)
             scaled = tf.reduce_sum(terms["loss"]) / self.config.batch_size
         gradients = tape.gradient(scaled, model.trainable_variables)
@@ -213,7 +219,7 @@ class Trainer:
             [self.config.batch_size, self.preset.model.latent_size], noise_seed)
         noise = noise[replica * self.local_batch:(replica + 1) * self.local_batch]
         num_steps = None
-        if self.preset.model.decoder == "non_doubling":
+        if self.draws_steps:
             num_steps = self.model.decoder.draw_num_steps(steps_seed)
         pool_cells, use_pool = None, None
         if self.pool is not None:

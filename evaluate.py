@@ -1,0 +1,96 @@
+"""Measures a trained model the way the paper does, and draws its figures.
+
+    python evaluate.py --model_dir=runs/mnist                   # IWAE-128 on the test set
+    python evaluate.py --model_dir=runs/mnist --figures=all --skip_likelihood
+    python evaluate.py --model_dir=runs/mnist --max_examples=1000 --checkpoint=best
+
+Writes OUTPUT_DIR/results.json (log-likelihood in nats per image and bits/dim,
+standard error, number of images, k, checkpoint step, time) and one PNG per
+figure (reconstructions, samples, growth, interpolations, tsne,
+damage_recovery, damage_during_growth).
+"""
+
+import os
+import sys
+
+from absl import app, flags, logging
+
+flags.DEFINE_string("model_dir", None, "A training folder written by train.py.")
+flags.DEFINE_enum("checkpoint", "latest", ["latest", "best"], "Which checkpoint to use.")
+flags.DEFINE_string("split", "test", "The split to evaluate.")
+flags.DEFINE_string("dataset", None, "Evaluate on this dataset (default: the model's).")
+flags.DEFINE_integer("num_samples", 128, "k, importance samples per image.")
+flags.DEFINE_integer("batch_size", 16, "Images per batch.")
+flags.DEFINE_integer("chunk_size", 16, "Importance samples decoded at once per image.")
+flags.DEFINE_integer("max_examples", None, "Evaluate only the first N images (the report "
+                     "says so).")
+flags.DEFINE_integer("seed", 0, "Seed of the importance samples and the figures.")
+flags.DEFINE_string("data_dir", None, "Folder of the original dataset files "
+                    "(default: $VNCA_DATA_DIR).")
+flags.DEFINE_enum("data_source", "auto", ["auto", "local", "tfds"], "Where the data "
+                  "come from.")
+flags.DEFINE_string("output_dir", None, "Where results.json and the figures go "
+                    "(default: MODEL_DIR/evaluation).")
+flags.DEFINE_list("figures", [], "Figures to draw (comma-separated), or 'all' (those "
+                  "that exist for the model).")
+flags.DEFINE_bool("skip_likelihood", False, "Only draw figures.")
+flags.DEFINE_string("baseline_dir", None, "A trained baseline's folder, drawn beside the "
+                    "VNCA in damage_during_growth.")
+flags.DEFINE_integer("tsne_examples", 5000, "Test encodings in the t-SNE figure.")
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+    del argv
+    logging.set_verbosity(logging.WARNING)
+    if not FLAGS.model_dir:
+        raise app.UsageError("Give --model_dir (a folder written by train.py).")
+    from vnca_tf import data, evaluation, figures
+    from vnca_tf.readers import DataError
+
+    output_dir = FLAGS.output_dir or os.path.join(FLAGS.model_dir, "evaluation")
+    try:
+        model, preset, step = evaluation.restore(FLAGS.model_dir, FLAGS.checkpoint)
+        names = (figures.applicable(preset.model) if FLAGS.figures == ["all"]
+                 else FLAGS.figures)
+        images = evaluation.test_images(preset, FLAGS.split, FLAGS.data_dir,
+                                        FLAGS.data_source, FLAGS.dataset)
+        if not FLAGS.skip_likelihood:
+            report = evaluation.report_header(preset, FLAGS.split, FLAGS.model_dir, step)
+            report.update(evaluation.log_likelihood(
+                model, images, FLAGS.num_samples, FLAGS.batch_size, FLAGS.chunk_size,
+                FLAGS.max_examples, FLAGS.seed))
+            report["subset"] = bool(FLAGS.max_examples)
+            path = evaluation.write_report(report, os.path.join(output_dir, "results.json"))
+            subset = " (a subset: --max_examples)" if FLAGS.max_examples else ""
+            print(f"\nlog p(x) >= {report['log_likelihood_nats']:.2f} ± "
+                  f"{report['stderr_nats']:.2f} nats = {report['bits_per_dim']:.4f} bits/dim "
+                  f"over {report['num_examples']} {FLAGS.split} images{subset}, k = "
+                  f"{FLAGS.num_samples}; written to {path}")
+        if names:
+            batch = next(iter(images.batch(64))).numpy()
+            tsne_images, labels = batch, None
+            if "tsne" in names and preset.dataset in ("binarized_mnist", "mnist"):
+                pairs = data.load("mnist", "test", data_dir=FLAGS.data_dir,
+                                  source=FLAGS.data_source, with_labels=True,
+                                  image_size=preset.model.image_shape[0])
+                tsne_images, labels = (t.numpy() for t in
+                                       next(iter(pairs.batch(FLAGS.tsne_examples))))
+            baseline = None
+            if FLAGS.baseline_dir:
+                baseline, _, _ = evaluation.restore(FLAGS.baseline_dir, FLAGS.checkpoint)
+            paths = evaluation.draw_figures(model, [n for n in names if n != "tsne"], batch,
+                                            output_dir, baseline=baseline, seed=FLAGS.seed)
+            if "tsne" in names:
+                paths.update(evaluation.draw_figures(model, ["tsne"], tsne_images, output_dir,
+                                                     labels=labels, seed=FLAGS.seed))
+            for name, path in paths.items():
+                print(f"{name}: {path}")
+    except (evaluation.EvaluationError, DataError) as error:
+        print(f"Error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    app.run(main)

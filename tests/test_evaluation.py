@@ -1,0 +1,146 @@
+import json
+import os
+import subprocess
+import sys
+
+import matplotlib.image
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import REPO
+from vnca_tf import configs, data, evaluation, figures
+from vnca_tf.training import Trainer, save_config
+
+
+def _train(name, model_dir, data_dir, steps=10):
+    import dataclasses
+
+    preset = configs.get_preset(name)
+    preset = dataclasses.replace(preset, train=dataclasses.replace(
+        preset.train, learning_rate=1e-3, eval_every=1000, image_every=1000,
+        checkpoint_every=1000))
+    Trainer(preset, model_dir, data_dir=data_dir).train(steps, progress=False)
+    save_config(preset, model_dir, {})
+    return model_dir
+
+
+@pytest.fixture(scope="module")
+def mnist_dir(tmp_path_factory, data_dir):
+    return _train("test_mnist", str(tmp_path_factory.mktemp("mnist")), data_dir, 20)
+
+
+@pytest.fixture(scope="module")
+def damage_dir(tmp_path_factory, data_dir):
+    return _train("test_mnist_damage", str(tmp_path_factory.mktemp("damage")), data_dir)
+
+
+@pytest.fixture(scope="module")
+def baseline_dir(tmp_path_factory, data_dir):
+    return _train("test_mnist_baseline", str(tmp_path_factory.mktemp("baseline")), data_dir)
+
+
+def test_iwae_128_is_at_least_the_elbo_on_the_same_images(mnist_dir, data_dir):
+    model, preset, step = evaluation.restore(mnist_dir)
+    assert step == 20
+    images = evaluation.test_images(preset, data_dir=data_dir).take(32)
+    report = evaluation.log_likelihood(model, images, 128, batch_size=16, progress=False)
+    batch = next(iter(images.batch(32)))
+    elbos = [-model.elbo(batch, seed=[s, 0])["loss"].numpy().mean() for s in range(8)]
+    assert report["num_examples"] == 32 and report["num_samples"] == 128
+    assert np.isfinite(report["log_likelihood_nats"]) and report["stderr_nats"] > 0
+    assert report["log_likelihood_nats"] >= np.mean(elbos)
+    assert report["bits_per_dim"] == pytest.approx(
+        -report["log_likelihood_nats"] / (32 * 32 * np.log(2)))
+
+
+def test_evaluate_cli_writes_a_report(mnist_dir, data_dir, tmp_path):
+    result = subprocess.run(
+        [sys.executable, os.path.join(REPO, "evaluate.py"), f"--model_dir={mnist_dir}",
+         f"--data_dir={data_dir}", "--max_examples=40", "--num_samples=16",
+         f"--output_dir={tmp_path}"], capture_output=True, text=True, cwd=REPO)
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.load(open(tmp_path / "results.json"))
+    assert report["num_examples"] == 40 and report["subset"] is True
+    assert report["dataset"] == "binarized_mnist" and report["split"] == "test"
+    assert report["checkpoint_step"] == 20 and report["num_samples"] == 16
+    assert report["seconds"] > 0 and np.isfinite(report["log_likelihood_nats"])
+    assert "over 40 test images (a subset" in result.stdout
+
+
+def _check_png(path, grid=None, shape=None):
+    assert os.path.getsize(path) > 2000
+    picture = matplotlib.image.imread(path)
+    assert picture[..., :3].std() > 0.05  # Not blank.
+    if shape is not None:
+        assert np.asarray(grid).shape[:2] == shape
+        assert np.asarray(grid).std() > 0.01
+
+
+def test_each_figure_is_drawn_with_its_layout(mnist_dir, damage_dir, baseline_dir,
+                                              data_dir, tmp_path):
+    model, preset, _ = evaluation.restore(mnist_dir)
+    images = next(iter(evaluation.test_images(preset, data_dir=data_dir).batch(16))).numpy()
+    cell = 33  # 32 pixels and a 1-pixel border.
+    grid = figures.reconstructions(model, images, tmp_path / "r.png")
+    _check_png(tmp_path / "r.png", grid, (4 * cell + 1, 8 * cell + 1))  # 2 x (originals, recons)
+    grids = figures.samples(model, tmp_path / "s.png", num_samples=16)
+    _check_png(tmp_path / "s.png", grids["samples"], (4 * cell + 1, 4 * cell + 1))
+    grid = figures.growth(model, tmp_path / "g.png")
+    frames = 1 + 5 * 2 + 4  # test_mnist: K = 4, M = 2.
+    _check_png(tmp_path / "g.png", grid, (-(-frames // 3) * cell + 1, 3 * cell + 1))
+    grid = figures.interpolations(model, images, tmp_path / "i.png", num_rows=4, num_points=10)
+    _check_png(tmp_path / "i.png", grid, (4 * cell + 1, 10 * cell + 1))
+    baseline, _, _ = evaluation.restore(baseline_dir)
+    grids = figures.damage_during_growth(model, tmp_path / "d.png", baseline=baseline)
+    _check_png(tmp_path / "d.png", grids["VNCA"], (4 * cell + 1, 6 * cell + 1))
+    assert grids["deep convolutional baseline"].shape[:2] == (4 * 29 + 1, 6 * 29 + 1)
+    damage_model, _, _ = evaluation.restore(damage_dir)
+    grid = figures.damage_recovery(damage_model, tmp_path / "dr.png", num_samples=8)
+    _check_png(tmp_path / "dr.png", grid, (3 * 29 + 1, 8 * 29 + 1))
+
+
+def test_tsne_embeds_labelled_encodings(mnist_dir, data_dir, tmp_path):
+    model, _, _ = evaluation.restore(mnist_dir)
+    pairs = data.load("mnist", "test", data_dir=data_dir, with_labels=True)
+    images, labels = (t.numpy() for t in next(iter(pairs.batch(300))))
+    embedding = figures.tsne(model, images, labels, tmp_path / "t.png")
+    assert embedding.shape == (300, 2) and np.isfinite(embedding).all()
+    _check_png(tmp_path / "t.png")
+
+
+def test_all_figures_through_the_cli(damage_dir, data_dir, tmp_path):
+    result = subprocess.run(
+        [sys.executable, os.path.join(REPO, "evaluate.py"), f"--model_dir={damage_dir}",
+         f"--data_dir={data_dir}", "--skip_likelihood", "--figures=all",
+         "--tsne_examples=200", f"--output_dir={tmp_path}"],
+        capture_output=True, text=True, cwd=REPO)
+    assert result.returncode == 0, result.stderr[-2000:]
+    expected = {"reconstructions", "samples", "interpolations", "tsne", "growth",
+                "damage_recovery"}
+    assert {p[:-4] for p in os.listdir(tmp_path)} == expected
+    for name in expected:
+        _check_png(tmp_path / f"{name}.png")
+
+
+def test_bad_model_folders_and_datasets_are_explained(mnist_dir, data_dir, tmp_path):
+    with pytest.raises(evaluation.EvaluationError, match="no config.json"):
+        evaluation.restore(str(tmp_path))
+    save_config(configs.get_preset("test_mnist"), str(tmp_path), {})
+    with pytest.raises(evaluation.EvaluationError, match="No latest checkpoint .*train first"):
+        evaluation.restore(str(tmp_path))
+    _, preset, _ = evaluation.restore(mnist_dir)
+    with pytest.raises(evaluation.EvaluationError,
+                       match=r"models images of shape \(32, 32, 1\).*celeb_a test gives "
+                             r"\(32, 32, 3\)"):
+        evaluation.test_images(preset, data_dir=data_dir, dataset="celeb_a")
+    model, _, _ = evaluation.restore(mnist_dir)
+    with pytest.raises(evaluation.EvaluationError, match="needs MNIST"):
+        evaluation.draw_figures(model, ["tsne"], np.zeros((8, 32, 32, 1)), str(tmp_path))
+    with pytest.raises(evaluation.EvaluationError, match="Unknown figure"):
+        evaluation.draw_figures(model, ["histogram"], np.zeros((8, 32, 32, 1)), str(tmp_path))
+    result = subprocess.run(
+        [sys.executable, os.path.join(REPO, "evaluate.py"), f"--model_dir={tmp_path}"],
+        capture_output=True, text=True, cwd=REPO)
+    assert result.returncode == 2 and "No latest checkpoint" in result.stderr
+    assert tf.train.latest_checkpoint(str(tmp_path)) is None

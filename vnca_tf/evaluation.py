@@ -1,0 +1,177 @@
+"""Evaluation: restore a trained model, measure the paper's log-likelihood, draw
+the paper's figures.
+
+The log-likelihood is the importance-weighted bound with k = 128 samples
+(Burda et al.) per test image, in nats per image and bits per dimension, with
+its standard error over the images.
+"""
+
+import dataclasses
+import json
+import os
+import time
+from typing import Optional
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from vnca_tf import configs, data, figures
+from vnca_tf.model import build_model
+from vnca_tf.units import nats_to_bits_per_dim
+
+CHECKPOINTS = ("latest", "best")
+
+
+class EvaluationError(ValueError):
+    """A model folder or dataset that cannot be evaluated, and why."""
+
+
+def preset_from_dict(saved: dict) -> configs.Preset:
+    """The Preset that training saved as config.json."""
+    model = dict(saved["model"])
+    model["image_shape"] = tuple(model["image_shape"])
+    return configs.Preset(saved["name"], saved["dataset"], configs.ModelConfig(**model),
+                          configs.TrainConfig(**saved["train"]), saved.get("description", ""))
+
+
+def read_preset(model_dir: str) -> configs.Preset:
+    path = os.path.join(model_dir, "config.json")
+    if not os.path.isfile(path):
+        raise EvaluationError(
+            f"{model_dir} is not a training folder: it has no config.json. Pass the "
+            "--model_dir that train.py wrote to.")
+    with open(path) as f:
+        return preset_from_dict(json.load(f))
+
+
+def checkpoint_path(model_dir: str, which: str = "latest") -> str:
+    """The path of the latest or best checkpoint in a training folder."""
+    if which not in CHECKPOINTS:
+        raise EvaluationError(f"Unknown checkpoint {which!r}; use latest or best.")
+    folder = os.path.join(model_dir, "checkpoints" if which == "latest" else "best")
+    path = tf.train.latest_checkpoint(folder)
+    if path is None:
+        raise EvaluationError(
+            f"No {which} checkpoint in {folder}: train first (python train.py "
+            f"--model_dir={model_dir} ...), or pick another folder.")
+    return path
+
+
+def restore(model_dir: str, which: str = "latest"):
+    """(model, preset, training step) from a training folder's checkpoint."""
+    preset = read_preset(model_dir)
+    path = checkpoint_path(model_dir, which)
+    model = build_model(preset.model)
+    tf.train.Checkpoint(model=model).read(path).expect_partial().assert_existing_objects_matched()
+    step = int(tf.train.load_checkpoint(path).get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE"))
+    return model, preset, step
+
+
+def test_images(preset: configs.Preset, split: str = "test", data_dir=None,
+                source: str = "auto", dataset: Optional[str] = None):
+    """The evaluation split of ``dataset`` (default: the model's), at the model's
+    image size; an error if its images are not the shape the model models."""
+    name = dataset or preset.dataset
+    images = data.load(name, split, data_dir=data_dir, source=source,
+                       image_size=preset.model.image_shape[0])
+    shape = tuple(images.element_spec.shape)
+    if shape != tuple(preset.model.image_shape):
+        raise EvaluationError(
+            f"The model ({preset.name}) models images of shape {preset.model.image_shape} "
+            f"({preset.dataset}); {name} {split} gives {shape}. Evaluate it on "
+            f"{preset.dataset}.")
+    return images
+
+
+def log_likelihood(model, images, num_samples: int = 128, batch_size: int = 16,
+                   chunk_size: int = 16, max_examples: Optional[int] = None, seed: int = 0,
+                   progress: bool = True, iwae_fn=None) -> dict:
+    """IWAE-k log-likelihood over ``images`` (a dataset of single images).
+
+    ``iwae_fn(batch, seed)`` may replace the model's own bound (e.g. a SavedModel
+    signature). Returns mean and standard error in nats per image and bits/dim,
+    the number of images, k, and the time taken.
+    """
+    if max_examples:
+        images = images.take(max_examples)
+    if iwae_fn is None:
+        compiled = tf.function(model.iwae)
+
+        def iwae_fn(batch, batch_seed):
+            return compiled(batch, num_samples, seed=batch_seed, chunk_size=chunk_size)
+
+    total = int(images.cardinality())
+    bar = keras.utils.Progbar(total if total > 0 else None, verbose=1 if progress else 0,
+                              stateful_metrics=["nats"])
+    values, start = [], time.perf_counter()
+    for index, batch in enumerate(images.batch(batch_size)):
+        values.append(np.asarray(iwae_fn(batch, tf.constant([seed, index]))))
+        bar.add(len(batch), [("nats", float(np.concatenate(values).mean()))])
+    values = np.concatenate(values).astype(np.float64)
+    if not np.isfinite(values).all():
+        raise EvaluationError("The model gave non-finite log-likelihoods; is the "
+                              "checkpoint damaged?")
+    dims = int(np.prod(model.config.image_shape))
+    stderr = values.std(ddof=1) / np.sqrt(len(values)) if len(values) > 1 else float("nan")
+    return {"num_examples": len(values), "num_samples": num_samples,
+            "log_likelihood_nats": float(values.mean()), "stderr_nats": float(stderr),
+            "bits_per_dim": float(nats_to_bits_per_dim(values.mean(), dims)),
+            "stderr_bits_per_dim": float(stderr / (dims * np.log(2.0))),
+            "seconds": time.perf_counter() - start}
+
+
+def draw_figures(model, names, images, output_dir: str, labels=None, baseline=None,
+                 seed: int = 0) -> dict:
+    """Draws the named figures (see figures.FIGURES) into output_dir; returns
+    {name: path}. ``images``: test images (a numpy batch); ``labels`` their
+    labels for the t-SNE."""
+    unknown = sorted(set(names) - set(figures.FIGURES))
+    if unknown:
+        raise EvaluationError(f"Unknown figure(s) {unknown}; known: "
+                              f"{', '.join(figures.FIGURES)}.")
+    config = model.config
+    os.makedirs(output_dir, exist_ok=True)
+    paths = {}
+    for name in names:
+        path = os.path.join(output_dir, f"{name}.png")
+        if name == "reconstructions":
+            figures.reconstructions(model, images[:32], path, seed=seed)
+        elif name == "samples":
+            figures.samples(model, path, seed=seed)
+        elif name == "interpolations":
+            figures.interpolations(model, images, path, seed=seed)
+        elif name == "tsne":
+            if labels is None:
+                raise EvaluationError("The t-SNE figure colours encodings by digit label; "
+                                      "it needs MNIST (labels come with the mnist dataset).")
+            figures.tsne(model, images, labels, path, seed=seed)
+        elif config.architecture != "vnca":
+            raise EvaluationError(f"The {name} figure needs a VNCA, not a baseline.")
+        elif name == "growth":
+            figures.growth(model, path, seed=seed)
+        elif name == "damage_recovery":
+            if config.decoder != "non_doubling":
+                raise EvaluationError("Damage recovery needs a non-doubling VNCA "
+                                      "(a *_damage preset).")
+            figures.damage_recovery(model, path, seed=seed)
+        else:
+            if config.decoder != "doubling":
+                raise EvaluationError("Damage during growth needs a doubling VNCA.")
+            figures.damage_during_growth(model, path, baseline=baseline, seed=seed)
+        paths[name] = path
+    return paths
+
+
+def write_report(report: dict, path: str) -> str:
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(report, f, indent=2)
+    return path
+
+
+def report_header(preset: configs.Preset, split: str, source: str, step=None) -> dict:
+    """What a report says about the model and the data it was measured on."""
+    return {"preset": preset.name, "dataset": preset.dataset, "split": split,
+            "image_shape": list(preset.model.image_shape), "model_source": source,
+            "checkpoint_step": step, "model": dataclasses.asdict(preset.model)}

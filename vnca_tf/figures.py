@@ -1,0 +1,163 @@
+"""The paper's figures as PNG files (matplotlib).
+
+Each function draws one figure from a model, writes it to ``path`` and returns
+the image grid(s) it shows (values in [0, 1]) so that callers can check them.
+Pictures are sample means (the paper's "sample averages") unless named samples.
+"""
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from vnca_tf.pictures import image_grid  # noqa: E402
+
+FIGURES = ("reconstructions", "samples", "growth", "interpolations", "tsne",
+           "damage_recovery", "damage_during_growth")
+
+
+def applicable(config) -> tuple:
+    """The figures that exist for a model: growth and damage need a VNCA (damage
+    recovery a non-doubling one, damage during growth a doubling one); the t-SNE
+    needs digit labels (MNIST)."""
+    names = ["reconstructions", "samples", "interpolations"]
+    if config.likelihood == "bernoulli":
+        names.append("tsne")
+    if config.architecture == "vnca":
+        names.append("growth")
+        names.append("damage_recovery" if config.decoder == "non_doubling"
+                     else "damage_during_growth")
+    return tuple(name for name in FIGURES if name in names)
+
+
+def _show(grid):
+    grid = np.asarray(grid)
+    return grid[..., 0] if grid.shape[-1] == 1 else grid
+
+
+def _save(panels, path, width_inches=None):
+    """Draws {title: grid} side by side and saves the PNG."""
+    fig, axes = plt.subplots(1, len(panels), squeeze=False,
+                             figsize=(width_inches or 5 * len(panels), 5))
+    for ax, (title, grid) in zip(axes[0], panels.items()):
+        ax.imshow(_show(grid), cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
+        ax.set_title(title)
+        ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(path, dpi=150)
+    plt.close(fig)
+
+
+def _unit(model, images):
+    return tf.cast(images, tf.float32) / model.likelihood.max_value
+
+
+def reconstructions(model, images, path, seed=0, columns=8):
+    """Test images (odd rows) above their reconstructions (even rows), Fig. 3."""
+    _, means = model.reconstruct(images, seed=seed)
+    originals = _unit(model, images)
+    rows = []
+    for start in range(0, len(images), columns):
+        rows += [originals[start:start + columns], means[start:start + columns]]
+    grid = image_grid(tf.concat(rows, 0), columns).numpy()
+    _save({"test images / reconstructions": grid}, path)
+    return grid
+
+
+def samples(model, path, num_samples=64, seed=0):
+    """Unconditional samples and sample means, Fig. 3 / 6 / 7."""
+    drawn, means = model.sample(num_samples, seed=seed)
+    columns = int(np.ceil(np.sqrt(num_samples)))
+    grids = {"samples": image_grid(_unit(model, drawn), columns).numpy(),
+             "sample means": image_grid(means, columns).numpy()}
+    _save(grids, path)
+    return grids
+
+
+def growth(model, path, seed=0):
+    """One sample growing: the seed, every step and every doubling (Fig. 4/8)."""
+    z = model.prior.sample(1, seed=seed)
+    config = model.config
+    if config.decoder == "doubling":
+        frames, columns = model.growth(z, seed=seed), config.steps_per_stage + 1
+    else:
+        frames, columns = model.growth(z, seed=seed, num_steps=config.max_steps), 8
+    grid = image_grid(frames[:, 0], columns).numpy()
+    _save({"growth (time: left to right, top to bottom)": grid}, path)
+    return grid
+
+
+def interpolations(model, images, path, num_rows=4, num_points=10, seed=0):
+    """Linear interpolations between the encodings of pairs of images, Fig. 5a."""
+    if len(images) < 2 * num_rows:
+        raise ValueError(f"Interpolations need {2 * num_rows} images, got {len(images)}.")
+    means = model.encode_mean(images[:2 * num_rows])
+    start, end = means[:num_rows], means[num_rows:2 * num_rows]
+    weights = tf.linspace(0.0, 1.0, num_points)[None, :, None]
+    path_z = start[:, None] * (1.0 - weights) + end[:, None] * weights
+    pictures = model.decode_mean(tf.reshape(path_z, [-1, path_z.shape[-1]]), seed=seed)
+    grid = image_grid(pictures, num_points).numpy()
+    _save({"interpolations": grid}, path, width_inches=10)
+    return grid
+
+
+def tsne(model, images, labels, path, seed=0):
+    """A t-SNE of the posterior means coloured by label, Fig. 5b/5c; returns the
+    2-d embedding."""
+    from sklearn.manifold import TSNE  # Imported when used: it is slow to import.
+
+    encodings = np.concatenate([model.encode_mean(images[i:i + 500]).numpy()
+                                for i in range(0, len(images), 500)])
+    embedding = TSNE(2, init="pca", random_state=seed).fit_transform(encodings)
+    labels = np.asarray(labels)
+    fig, ax = plt.subplots(figsize=(7, 7))
+    scatter = ax.scatter(embedding[:, 0], embedding[:, 1], c=labels, cmap="tab10", s=3)
+    ax.legend(*scatter.legend_elements(), title="digit", loc="best", fontsize=7)
+    ax.set_title(f"t-SNE of {len(labels)} test encodings")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    fig.tight_layout()
+    fig.savefig(path, dpi=150)
+    plt.close(fig)
+    return embedding
+
+
+def damage_recovery(model, path, num_samples=8, seed=0):
+    """Samples, the same damaged, then recovered (non-doubling VNCA, Fig. 9/10)."""
+    z = model.prior.sample(num_samples, seed=seed)
+    rows = model.damage_recovery(z, seed=seed)
+    grid = image_grid(tf.concat(rows, 0), num_samples).numpy()
+    _save({"samples / damaged / recovered": grid}, path)
+    return grid
+
+
+def _damage_columns(model, z, stages):
+    """Mean images of z decoded intact, then damaged at each of ``stages``."""
+    columns = [model.decode_mean(z)]
+    for stage in stages:
+        if model.config.architecture == "baseline":
+            cells = model.decode_cells(z, damage_before=stage)
+        else:
+            cells = model.damaged_growth(z, stage)
+        columns.append(model.likelihood.mean_image(model.likelihood.distribution(cells)))
+    return image_grid(tf.reshape(tf.stack(columns, 1), [-1, *columns[0].shape[1:]]),
+                      len(columns)).numpy()
+
+
+def damage_during_growth(model, path, baseline=None, num_samples=4, seed=0):
+    """Samples damaged (right half zeroed) at each stage of growth: intact, then
+    t = 0, M, 2M, ... (just before each doubling), Fig. 11; beside it the
+    baseline damaged before each up-convolution (t = 0 and M both map to the
+    first, as in the paper)."""
+    stages = range(model.config.num_doublings + 1)
+    z = model.prior.sample(num_samples, seed=seed)
+    grids = {"VNCA": _damage_columns(model, z, stages)}
+    if baseline is not None:
+        baseline_stages = [max(stage - 1, 0) for stage in stages]
+        bz = baseline.prior.sample(num_samples, seed=seed)
+        grids["deep convolutional baseline"] = _damage_columns(baseline, bz, baseline_stages)
+    _save(grids, path)
+    return grids
