@@ -16,6 +16,8 @@ import sys
 from absl import app, flags, logging
 
 flags.DEFINE_string("model_dir", None, "A training folder written by train.py.")
+flags.DEFINE_string("saved_model", None, "Or: an exported SavedModel version folder "
+                    "(e.g. saved_models/mnist/1).")
 flags.DEFINE_enum("checkpoint", "latest", ["latest", "best"], "Which checkpoint to use.")
 flags.DEFINE_string("split", "test", "The split to evaluate.")
 flags.DEFINE_string("dataset", None, "Evaluate on this dataset (default: the model's).")
@@ -30,7 +32,8 @@ flags.DEFINE_string("data_dir", None, "Folder of the original dataset files "
 flags.DEFINE_enum("data_source", "auto", ["auto", "local", "tfds"], "Where the data "
                   "come from.")
 flags.DEFINE_string("output_dir", None, "Where results.json and the figures go "
-                    "(default: MODEL_DIR/evaluation).")
+                    "(default: MODEL_DIR/evaluation, or beside the SavedModel's "
+                    "version folder).")
 flags.DEFINE_list("figures", [], "Figures to draw (comma-separated), or 'all' (those "
                   "that exist for the model).")
 flags.DEFINE_bool("skip_likelihood", False, "Only draw figures.")
@@ -43,20 +46,31 @@ FLAGS = flags.FLAGS
 def main(argv):
     del argv
     logging.set_verbosity(logging.WARNING)
-    if not FLAGS.model_dir:
-        raise app.UsageError("Give --model_dir (a folder written by train.py).")
+    if bool(FLAGS.model_dir) == bool(FLAGS.saved_model):
+        raise app.UsageError("Give one of --model_dir (a folder written by train.py) and "
+                             "--saved_model (an exported version folder).")
     from vnca_tf import data, evaluation, figures
     from vnca_tf.readers import DataError
 
-    output_dir = FLAGS.output_dir or os.path.join(FLAGS.model_dir, "evaluation")
+    if FLAGS.saved_model:
+        source = os.path.normpath(FLAGS.saved_model)
+        default_output = os.path.dirname(source)
+    else:
+        source = FLAGS.model_dir
+        default_output = os.path.join(FLAGS.model_dir, "evaluation")
+    output_dir = FLAGS.output_dir or default_output
     try:
-        model, preset, step = evaluation.restore(FLAGS.model_dir, FLAGS.checkpoint)
-        names = (figures.applicable(preset.model) if FLAGS.figures == ["all"]
-                 else FLAGS.figures)
+        if FLAGS.saved_model:
+            model, preset = evaluation.load_saved_model(source)
+            step = None
+        else:
+            model, preset, step = evaluation.restore(FLAGS.model_dir, FLAGS.checkpoint)
+        names = (figures.applicable(preset.model, exported=bool(FLAGS.saved_model))
+                 if FLAGS.figures == ["all"] else FLAGS.figures)
         images = evaluation.test_images(preset, FLAGS.split, FLAGS.data_dir,
                                         FLAGS.data_source, FLAGS.dataset)
         if not FLAGS.skip_likelihood:
-            report = evaluation.report_header(preset, FLAGS.split, FLAGS.model_dir, step)
+            report = evaluation.report_header(preset, FLAGS.split, source, step)
             report.update(evaluation.log_likelihood(
                 model, images, FLAGS.num_samples, FLAGS.batch_size, FLAGS.chunk_size,
                 FLAGS.max_examples, FLAGS.seed))

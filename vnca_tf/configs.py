@@ -257,3 +257,11 @@ def get_preset(name: str) -> Preset:
         raise ValueError(
             f"Unknown preset {name!r}. Known presets: {', '.join(sorted(PRESETS))}."
         ) from None
+
+
+def preset_from_dict(saved: dict) -> Preset:
+    """The Preset that training saved as config.json."""
+    model = dict(saved["model"])
+    model["image_shape"] = tuple(model["image_shape"])
+    return Preset(saved["name"], saved["dataset"], ModelConfig(**model),
+                  TrainConfig(**saved["train"]), saved.get("description", ""))

@@ -17,6 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from vnca_tf import configs, data, figures
+from vnca_tf.export import LoadedModel
 from vnca_tf.model import build_model
 from vnca_tf.units import nats_to_bits_per_dim
 
@@ -27,14 +28,6 @@ class EvaluationError(ValueError):
     """A model folder or dataset that cannot be evaluated, and why."""
 
 
-def preset_from_dict(saved: dict) -> configs.Preset:
-    """The Preset that training saved as config.json."""
-    model = dict(saved["model"])
-    model["image_shape"] = tuple(model["image_shape"])
-    return configs.Preset(saved["name"], saved["dataset"], configs.ModelConfig(**model),
-                          configs.TrainConfig(**saved["train"]), saved.get("description", ""))
-
-
 def read_preset(model_dir: str) -> configs.Preset:
     path = os.path.join(model_dir, "config.json")
     if not os.path.isfile(path):
@@ -42,7 +35,7 @@ def read_preset(model_dir: str) -> configs.Preset:
             f"{model_dir} is not a training folder: it has no config.json. Pass the "
             "--model_dir that train.py wrote to.")
     with open(path) as f:
-        return preset_from_dict(json.load(f))
+        return configs.preset_from_dict(json.load(f))
 
 
 def checkpoint_path(model_dir: str, which: str = "latest") -> str:
@@ -56,6 +49,15 @@ def checkpoint_path(model_dir: str, which: str = "latest") -> str:
             f"No {which} checkpoint in {folder}: train first (python train.py "
             f"--model_dir={model_dir} ...), or pick another folder.")
     return path
+
+
+def load_saved_model(path: str):
+    """(model, preset) from an exported SavedModel version folder."""
+    try:
+        model = LoadedModel(path)
+    except FileNotFoundError as error:
+        raise EvaluationError(str(error)) from None
+    return model, model.preset
 
 
 def restore(model_dir: str, which: str = "latest"):
@@ -84,29 +86,38 @@ def test_images(preset: configs.Preset, split: str = "test", data_dir=None,
     return images
 
 
+def batch_seed(seed: int, index: int) -> int:
+    """The seed of batch ``index``: the same for a checkpoint and its SavedModel."""
+    return (seed * 1_000_003 + index) % (2 ** 31 - 1)
+
+
 def log_likelihood(model, images, num_samples: int = 128, batch_size: int = 16,
                    chunk_size: int = 16, max_examples: Optional[int] = None, seed: int = 0,
-                   progress: bool = True, iwae_fn=None) -> dict:
-    """IWAE-k log-likelihood over ``images`` (a dataset of single images).
+                   progress: bool = True) -> dict:
+    """IWAE-k log-likelihood over ``images`` (a dataset of single images), for a
+    trained model or an exported one (export.LoadedModel).
 
-    ``iwae_fn(batch, seed)`` may replace the model's own bound (e.g. a SavedModel
-    signature). Returns mean and standard error in nats per image and bits/dim,
-    the number of images, k, and the time taken.
+    Returns mean and standard error in nats per image and bits/dim, the number
+    of images, k, and the time taken.
     """
     if max_examples:
         images = images.take(max_examples)
-    if iwae_fn is None:
+    if isinstance(model, LoadedModel):
+        def iwae_fn(batch, index_seed):
+            return model.iwae(batch, num_samples, index_seed)
+    else:
         compiled = tf.function(model.iwae)
 
-        def iwae_fn(batch, batch_seed):
-            return compiled(batch, num_samples, seed=batch_seed, chunk_size=chunk_size)
+        def iwae_fn(batch, index_seed):
+            return compiled(batch, num_samples, seed=tf.constant([index_seed, 0]),
+                            chunk_size=chunk_size)
 
     total = int(images.cardinality())
     bar = keras.utils.Progbar(total if total > 0 else None, verbose=1 if progress else 0,
                               stateful_metrics=["nats"])
     values, start = [], time.perf_counter()
     for index, batch in enumerate(images.batch(batch_size)):
-        values.append(np.asarray(iwae_fn(batch, tf.constant([seed, index]))))
+        values.append(np.asarray(iwae_fn(batch, batch_seed(seed, index))))
         bar.add(len(batch), [("nats", float(np.concatenate(values).mean()))])
     values = np.concatenate(values).astype(np.float64)
     if not np.isfinite(values).all():

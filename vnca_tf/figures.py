@@ -19,17 +19,19 @@ FIGURES = ("reconstructions", "samples", "growth", "interpolations", "tsne",
            "damage_recovery", "damage_during_growth")
 
 
-def applicable(config) -> tuple:
+def applicable(config, exported: bool = False) -> tuple:
     """The figures that exist for a model: growth and damage need a VNCA (damage
-    recovery a non-doubling one, damage during growth a doubling one); the t-SNE
-    needs digit labels (MNIST)."""
+    recovery a non-doubling one, damage during growth a doubling one), and the
+    damage figures its checkpoint, not an exported SavedModel; the t-SNE needs
+    digit labels (MNIST)."""
     names = ["reconstructions", "samples", "interpolations"]
     if config.likelihood == "bernoulli":
         names.append("tsne")
     if config.architecture == "vnca":
         names.append("growth")
-        names.append("damage_recovery" if config.decoder == "non_doubling"
-                     else "damage_during_growth")
+        if not exported:
+            names.append("damage_recovery" if config.decoder == "non_doubling"
+                         else "damage_during_growth")
     return tuple(name for name in FIGURES if name in names)
 
 

@@ -92,28 +92,27 @@ class VAE(keras.Model):
         """The posterior means E[z|x], (B, latent_size)."""
         return self.encode(images).mean()
 
-    def decode_mean(self, z, seed=None):
-        """Mean images in [0, 1] of p(x|z) for latents z."""
+    def decode_pictures(self, z, seed=None):
+        """(images sampled from p(x|z), mean images in [0, 1]) for latents z."""
         decode_seed, picture_seed = split_seed(seed, 2)
-        return self.likelihood.mean_image(self.decode(z, decode_seed), seed=picture_seed)
-
-    def _pictures(self, distribution, seed):
-        samples_seed, mean_seed = split_seed(seed, 2)
+        distribution = self.decode(z, decode_seed)
+        samples_seed, mean_seed = split_seed(picture_seed, 2)
         return (distribution.sample(seed=samples_seed),
                 self.likelihood.mean_image(distribution, seed=mean_seed))
 
-    def sample(self, num_samples: int, seed=None):
+    def decode_mean(self, z, seed=None):
+        """Mean images in [0, 1] of p(x|z) for latents z."""
+        return self.decode_pictures(z, seed)[1]
+
+    def sample(self, num_samples, seed=None):
         """Unconditional samples: (images sampled from p(x|z), mean images in
         [0, 1]) for z from the prior."""
-        z_seed, decode_seed, picture_seed = split_seed(seed, 3)
-        z = self.prior.sample(num_samples, seed=z_seed)
-        return self._pictures(self.decode(z, decode_seed), picture_seed)
+        z_seed, decode_seed = split_seed(seed, 2)
+        return self.decode_pictures(self.prior.sample(num_samples, seed=z_seed), decode_seed)
 
     def reconstruct(self, images, seed=None):
         """(sampled, mean) reconstructions decoded from the posterior means."""
-        decode_seed, picture_seed = split_seed(seed, 2)
-        z = self.encode(images).mean()
-        return self._pictures(self.decode(z, decode_seed), picture_seed)
+        return self.decode_pictures(self.encode_mean(images), seed)
 
     def elbo(self, images, beta=1.0, seed=None):
         """The beta-weighted negative ELBO with one z sample, per image, in nats.
@@ -140,39 +139,43 @@ class VAE(keras.Model):
         del training
         return self.elbo(images)["loss"]
 
-    def iwae(self, images, num_samples: int = 128, seed=None, chunk_size: int = 16):
+    def iwae(self, images, num_samples=128, seed=None, chunk_size: int = 16):
         """The importance-weighted bound on log p(x) (Burda et al.), nats per image.
 
-        log (1/k) sum_i p(x|z_i) p(z_i) / q(z_i|x), z_i ~ q(z|x), k = num_samples.
-        All k latents are drawn at once; they are decoded ``chunk_size`` per image
-        at a time, so memory stays at B * chunk_size decodes whatever k is, and
-        (for the doubling decoder) the result does not depend on chunk_size.
+        log (1/k) sum_i p(x|z_i) p(z_i) / q(z_i|x), z_i ~ q(z|x), k = num_samples
+        (an int, or a scalar tensor, e.g. in a SavedModel signature). All k latents
+        are drawn at once; they are decoded ``chunk_size`` per image at a time, so
+        memory stays at B * chunk_size decodes whatever k is, and (for the
+        doubling decoder) the result does not depend on chunk_size.
         """
-        if num_samples < 1 or chunk_size < 1:
+        if chunk_size < 1 or (isinstance(num_samples, int) and num_samples < 1):
             raise ValueError(f"num_samples and chunk_size must be >= 1, got "
                              f"{num_samples} and {chunk_size}.")
+        if isinstance(num_samples, int):
+            chunk_size = min(chunk_size, num_samples)
+        else:
+            num_samples = tf.convert_to_tensor(num_samples, tf.int32)
+            tf.debugging.assert_positive(num_samples, message="k (num_samples) must be >= 1.")
         images = self.check_images(images)
         posterior = self._posterior(images)
         z_seed, decode_seed = split_seed(seed, 2)
         z = posterior.sample(num_samples, seed=z_seed)  # (k, B, Z)
-        chunk_size = min(chunk_size, num_samples)
-        num_chunks, remainder = divmod(num_samples, chunk_size)
+        num_chunks = (num_samples + chunk_size - 1) // chunk_size
+        padded = tf.pad(z, [[0, num_chunks * chunk_size - num_samples], [0, 0], [0, 0]])
 
-        def log_likelihood(start, size):
+        def chunk(i, chunks):
+            start = i * chunk_size
             chunk_seed = tf.random.experimental.stateless_fold_in(decode_seed, start)
-            return self._log_likelihood(images, z[start:start + size], chunk_seed)
+            return i + 1, chunks.write(i, self._log_likelihood(
+                images, padded[start:start + chunk_size], chunk_seed))
 
         chunks = tf.TensorArray(tf.float32, size=num_chunks)
-        _, chunks = tf.while_loop(
-            lambda i, c: i < num_chunks,
-            lambda i, c: (i + 1, c.write(i, log_likelihood(i * chunk_size, chunk_size))),
-            (0, chunks), maximum_iterations=num_chunks)
-        log_likelihoods = tf.reshape(chunks.stack(), [-1, tf.shape(images)[0]])
-        if remainder:
-            log_likelihoods = tf.concat(
-                [log_likelihoods, log_likelihood(num_chunks * chunk_size, remainder)], 0)
+        _, chunks = tf.while_loop(lambda i, c: i < num_chunks, chunk, (0, chunks),
+                                  maximum_iterations=num_chunks)
+        log_likelihoods = tf.reshape(chunks.stack(), [-1, tf.shape(images)[0]])[:num_samples]
         log_weights = log_likelihoods + self.prior.log_prob(z) - posterior.log_prob(z)
-        return tf.reduce_logsumexp(log_weights, axis=0) - tf.math.log(float(num_samples))
+        return (tf.reduce_logsumexp(log_weights, axis=0)
+                - tf.math.log(tf.cast(num_samples, tf.float32)))
 
     def _log_likelihood(self, images, z, seed):
         """log p(x|z) for latents z (k, B, Z) and images (B, H, W, C): (k, B)."""

@@ -1,0 +1,180 @@
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from vnca_tf import configs, evaluation
+from vnca_tf.export import LoadedModel, export
+from vnca_tf.model import build_model
+
+SIGNATURES = {
+    "serving_default": (["num_samples", "seed"], ["images", "means"]),
+    "reconstruct": (["images", "seed"], ["reconstructions", "means"]),
+    "encode": (["images"], ["mean", "scale"]),
+    "decode": (["latents", "seed"], ["means", "samples"]),
+    "log_likelihood": (["images", "k", "seed"], ["log_likelihood"]),
+    "grow": (["latents", "seed"], ["frames"]),
+}
+
+# Runs in a fresh interpreter that never imports vnca_tf.
+CALL_EVERY_SIGNATURE = textwrap.dedent("""
+    import sys
+    import numpy as np
+    import tensorflow as tf
+    path, inputs_path, outputs_path = sys.argv[1:]
+    inputs = np.load(inputs_path)
+    signatures = tf.saved_model.load(path).signatures
+    images = tf.constant(inputs["images"], tf.float32)
+    latents = tf.constant(inputs["latents"], tf.float32)
+    seed = tf.constant(7, tf.int64)
+    out = {}
+    for key, value in signatures["serving_default"](num_samples=tf.constant(4), seed=seed).items():
+        out["sample/" + key] = value.numpy()
+    again = signatures["serving_default"](num_samples=tf.constant(4), seed=seed)["images"]
+    out["sample_again"] = again.numpy()
+    fresh = [signatures["serving_default"](num_samples=tf.constant(4),
+                                           seed=tf.constant(-1, tf.int64))["means"].numpy()
+             for _ in range(2)]
+    out["fresh_differ"] = np.array(np.any(fresh[0] != fresh[1]))
+    for key, value in signatures["reconstruct"](images=images, seed=seed).items():
+        out["reconstruct/" + key] = value.numpy()
+    for key, value in signatures["encode"](images=images).items():
+        out["encode/" + key] = value.numpy()
+    for key, value in signatures["decode"](latents=latents, seed=seed).items():
+        out["decode/" + key] = value.numpy()
+    out["log_likelihood"] = signatures["log_likelihood"](
+        images=images, k=tf.constant(20), seed=seed)["log_likelihood"].numpy()
+    out["grow"] = signatures["grow"](latents=latents, seed=seed)["frames"].numpy()
+    errors = []
+    for bad in (np.zeros((2, 28, 28, 1), np.float32), np.full(inputs["images"].shape, 0.5,
+                                                                np.float32)):
+        try:
+            signatures["reconstruct"](images=tf.constant(bad), seed=seed)
+        except tf.errors.InvalidArgumentError as error:
+            errors.append(error.message)
+    out["errors"] = np.array(errors)
+    out["vnca_tf_imported"] = np.array("vnca_tf" in sys.modules)
+    np.savez(outputs_path, **out)
+""")
+
+
+def _trained(name, seed=3):
+    model = build_model(configs.get_preset(name).model)
+    if model.config.architecture == "vnca":
+        kernel = model.update_net.out.kernel
+        kernel.assign(tf.random.stateless_normal(kernel.shape, [seed, 0]) * 0.05)
+    return model
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    model = _trained("test_mnist")
+    path = export(model, configs.get_preset("test_mnist"),
+                  str(tmp_path_factory.mktemp("export") / "mnist"))
+    return model, path
+
+
+def test_saved_model_cli_lists_every_signature(exported):
+    _, path = exported
+    cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
+    result = subprocess.run([cli, "show", "--all", "--dir", path], capture_output=True,
+                            text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    for name, (inputs, outputs) in SIGNATURES.items():
+        section = result.stdout.split(f"signature_def['{name}']:")[1].split("signature_def[")[0]
+        for key in inputs:
+            assert f"inputs['{key}']" in section, (name, key)
+        for key in outputs:
+            assert f"outputs['{key}']" in section, (name, key)
+    assert path.endswith(os.path.join("mnist", "1"))  # The layout TF Serving watches.
+
+
+def test_fresh_process_without_vnca_tf_gets_the_in_memory_outputs(exported, tmp_path, rng):
+    model, path = exported
+    images = (rng.random((3, 32, 32, 1)) > 0.5).astype(np.float32)
+    latents = rng.normal(size=(2, 16)).astype(np.float32)
+    np.savez(tmp_path / "inputs.npz", images=images, latents=latents)
+    script = tmp_path / "call.py"
+    script.write_text(CALL_EVERY_SIGNATURE)
+    result = subprocess.run([sys.executable, str(script), path, str(tmp_path / "inputs.npz"),
+                             str(tmp_path / "outputs.npz")], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = np.load(tmp_path / "outputs.npz")
+    assert not out["vnca_tf_imported"]
+
+    samples, means = model.sample(4, seed=7)
+    np.testing.assert_array_equal(out["sample/images"], samples.numpy().astype(np.uint8))
+    np.testing.assert_allclose(out["sample/means"], means, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(out["sample_again"], out["sample/images"])
+    assert out["fresh_differ"]
+    recon, recon_means = model.reconstruct(images, seed=7)
+    np.testing.assert_array_equal(out["reconstruct/reconstructions"], recon.numpy())
+    np.testing.assert_allclose(out["reconstruct/means"], recon_means, rtol=1e-5, atol=1e-6)
+    posterior = model.encode(images)
+    np.testing.assert_allclose(out["encode/mean"], posterior.mean(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(out["encode/scale"], posterior.stddev(), rtol=1e-5)
+    decoded, decoded_means = model.decode_pictures(latents, seed=7)
+    np.testing.assert_array_equal(out["decode/samples"], decoded.numpy())
+    np.testing.assert_allclose(out["decode/means"], decoded_means, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(out["log_likelihood"],
+                               model.iwae(images, 20, seed=7, chunk_size=16), rtol=1e-5)
+    np.testing.assert_allclose(out["grow"], model.growth(latents, seed=7), rtol=1e-5,
+                               atol=1e-6)
+    shape_error, value_error = out["errors"]
+    assert "images must have shape (batch, 32, 32, 1)" in shape_error
+    assert "binary" in value_error
+
+
+@pytest.mark.parametrize("name", ["test_mnist_damage", "test_celeb_a", "test_mnist_baseline"])
+def test_other_models_export_and_load(name, tmp_path, rng):
+    model = _trained(name)
+    path = export(model, configs.get_preset(name), str(tmp_path / name), version=3)
+    assert path.endswith("3")
+    loaded = LoadedModel(path)
+    shape = model.config.image_shape
+    images = rng.integers(0, int(model.likelihood.max_value) + 1,
+                          size=(2,) + shape).astype(np.float32)
+    samples, means = loaded.sample(2, seed=5)
+    assert samples.shape == means.shape == (2,) + shape
+    np.testing.assert_allclose(loaded.encode_mean(images), model.encode_mean(images),
+                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(loaded.iwae(images, 8, 5),
+                               model.iwae(images, 8, seed=5, chunk_size=16), rtol=1e-5)
+    assert loaded.growth(rng.normal(size=(1, model.config.latent_size)).astype(
+        np.float32)).shape[1:] == (1,) + shape
+
+
+def test_checkpoint_and_saved_model_evaluate_to_the_same_number(tmp_path, data_dir):
+    from vnca_tf.training import Trainer, save_config
+
+    preset = configs.get_preset("test_mnist")
+    model_dir = str(tmp_path / "run")
+    Trainer(preset, model_dir, data_dir=data_dir).train(5, progress=False)
+    save_config(preset, model_dir, {})
+    model, preset, _ = evaluation.restore(model_dir)
+    loaded, _ = evaluation.load_saved_model(export(model, preset, str(tmp_path / "export")))
+    images = evaluation.test_images(preset, data_dir=data_dir)
+    reports = [evaluation.log_likelihood(m, images, num_samples=32, max_examples=48,
+                                         progress=False) for m in (model, loaded)]
+    assert reports[0]["num_examples"] == reports[1]["num_examples"] == 48
+    assert reports[0]["log_likelihood_nats"] == pytest.approx(
+        reports[1]["log_likelihood_nats"], rel=1e-5)
+
+
+def test_export_refuses_to_overwrite_and_loading_checks_the_folder(exported, tmp_path):
+    model, path = exported
+    with pytest.raises(FileExistsError, match="another --version"):
+        export(model, configs.get_preset("test_mnist"), os.path.dirname(path))
+    with pytest.raises(evaluation.EvaluationError, match="no saved_model.pb"):
+        evaluation.load_saved_model(str(tmp_path))
+    signatures = tf.saved_model.load(path).signatures
+    with pytest.raises(tf.errors.InvalidArgumentError, match="expected to be a float tensor"):
+        signatures["reconstruct"](images=tf.zeros([1, 32, 32, 1], tf.int32),
+                                  seed=tf.constant(1, tf.int64))
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"latents must have shape "
+                                                             r"\(batch, 16\)"):
+        signatures["decode"](latents=tf.zeros([1, 15]), seed=tf.constant(1, tf.int64))

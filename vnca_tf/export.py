@@ -1,0 +1,226 @@
+"""SavedModel export for TF Serving and plain TensorFlow, and loading it back.
+
+    python -m vnca_tf.export --model_dir=runs/mnist --export_dir=exports/mnist [--version=1]
+
+writes exports/mnist/1/ (the layout TF Serving watches) with these signatures
+(images are float32 NHWC holding the data's values: 0/1 for binary models,
+integers 0..255 for RGB; ``seed`` is an int64 scalar, negative for a fresh
+random seed):
+
+* ``serving_default`` (sample): num_samples (int32) , seed -> images (uint8,
+  the data's values), means (float32 in [0, 1]);
+* ``reconstruct``: images, seed -> reconstructions (uint8), means (float32);
+* ``encode``: images -> mean, scale (float32, the posterior q(z|x));
+* ``decode``: latents, seed -> means (float32), samples (uint8);
+* ``log_likelihood``: images, k (int32), seed -> log_likelihood (float32, the
+  IWAE-k bound in nats per image);
+* ``grow``: latents, seed -> frames (float32, (T, B, H, W, C) mean images of
+  every step of growth).
+
+Inputs are checked in the graph: a wrong shape or value range fails with a
+message naming what is expected (a wrong dtype is refused by the signature).
+The training configuration is stored as assets.extra/vnca_config.json.
+"""
+
+import dataclasses
+import json
+import os
+
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+from vnca_tf.configs import Preset, preset_from_dict
+from vnca_tf.likelihoods import make_likelihood
+
+CONFIG_ASSET = os.path.join("assets.extra", "vnca_config.json")
+_CHUNK = 16  # Importance samples decoded at once in log_likelihood.
+
+
+def _seed_pair(seed):
+    """A stateless seed from an int64 scalar; negative means a fresh random one."""
+    given = tf.cast(tf.stack([seed, tf.zeros_like(seed)]), tf.int32)
+    fresh = tf.random.uniform([2], maxval=tf.int32.max, dtype=tf.int32)
+    return tf.where(seed < 0, fresh, given)
+
+
+class ServingModule(tf.Module):
+    """The signatures of a trained model, as tf.functions over its weights."""
+
+    def __init__(self, model):
+        super().__init__(name="vnca")
+        self.model = model
+        config = model.config
+        height, width, channels = config.image_shape
+        self._shape = (height, width, channels)
+        self._max_value = model.likelihood.max_value
+        images = tf.TensorSpec([None, None, None, None], tf.float32, name="images")
+        latents = tf.TensorSpec([None, None], tf.float32, name="latents")
+        seed = tf.TensorSpec([], tf.int64, name="seed")
+        self.sample = tf.function(self._sample, input_signature=[
+            tf.TensorSpec([], tf.int32, name="num_samples"), seed])
+        self.reconstruct = tf.function(self._reconstruct, input_signature=[images, seed])
+        self.encode = tf.function(self._encode, input_signature=[images])
+        self.decode = tf.function(self._decode, input_signature=[latents, seed])
+        self.log_likelihood = tf.function(self._log_likelihood, input_signature=[
+            images, tf.TensorSpec([], tf.int32, name="k"), seed])
+        self.grow = tf.function(self._grow, input_signature=[latents, seed])
+
+    def signatures(self):
+        return {"serving_default": self.sample, "reconstruct": self.reconstruct,
+                "encode": self.encode, "decode": self.decode,
+                "log_likelihood": self.log_likelihood, "grow": self.grow}
+
+    def _checked_images(self, images):
+        height, width, channels = self._shape
+        shape_ok = tf.debugging.assert_equal(
+            tf.shape(images)[1:], tf.constant([height, width, channels]),
+            message=f"images must have shape (batch, {height}, {width}, {channels}) (NHWC)")
+        with tf.control_dependencies([shape_ok]):
+            values_ok = self.model.likelihood.check_values(images)
+        with tf.control_dependencies([values_ok]):
+            return tf.ensure_shape(images, (None,) + self._shape)
+
+    def _checked_latents(self, latents):
+        size = self.model.config.latent_size
+        size_ok = tf.debugging.assert_equal(tf.shape(latents)[1], size,
+                                            message=f"latents must have shape (batch, {size})")
+        with tf.control_dependencies([size_ok]):
+            return tf.ensure_shape(latents, [None, size])
+
+    def _as_images(self, values):
+        return tf.cast(tf.round(values), tf.uint8)
+
+    def _sample(self, num_samples, seed):
+        tf.debugging.assert_positive(num_samples, message="num_samples must be >= 1")
+        samples, means = self.model.sample(num_samples, seed=_seed_pair(seed))
+        return {"images": self._as_images(samples), "means": means}
+
+    def _reconstruct(self, images, seed):
+        images = self._checked_images(images)
+        samples, means = self.model.reconstruct(images, seed=_seed_pair(seed))
+        return {"reconstructions": self._as_images(samples), "means": means}
+
+    def _encode(self, images):
+        images = self._checked_images(images)
+        posterior = self.model.encode(images)
+        return {"mean": posterior.mean(), "scale": posterior.stddev()}
+
+    def _decode(self, latents, seed):
+        samples, means = self.model.decode_pictures(self._checked_latents(latents),
+                                                    seed=_seed_pair(seed))
+        return {"means": means, "samples": self._as_images(samples)}
+
+    def _log_likelihood(self, images, k, seed):
+        images = self._checked_images(images)
+        return {"log_likelihood": self.model.iwae(images, k, seed=_seed_pair(seed),
+                                                  chunk_size=_CHUNK)}
+
+    def _grow(self, latents, seed):
+        latents = self._checked_latents(latents)
+        config = self.model.config
+        if config.architecture != "vnca":
+            frames = self.model.decode_mean(latents, seed=_seed_pair(seed))[None]
+        elif config.decoder == "doubling":
+            frames = self.model.growth(latents, seed=_seed_pair(seed))
+        else:
+            frames = self.model.growth(latents, seed=_seed_pair(seed),
+                                       num_steps=config.max_steps)
+        return {"frames": frames}
+
+
+def export(model, preset: Preset, export_dir: str, version: int = 1) -> str:
+    """Writes the SavedModel of ``model`` to export_dir/version; returns the path."""
+    path = os.path.join(export_dir, str(version))
+    if os.path.exists(path):
+        raise FileExistsError(f"{path} exists; pick another --version or folder.")
+    module = ServingModule(model)
+    tf.saved_model.save(module, path, signatures=module.signatures())
+    os.makedirs(os.path.join(path, "assets.extra"), exist_ok=True)
+    with open(os.path.join(path, CONFIG_ASSET), "w") as f:
+        json.dump(dataclasses.asdict(preset), f, indent=2)
+    return path
+
+
+class LoadedModel:
+    """An exported SavedModel seen through the methods that evaluation and the
+    figures use (sample, reconstruct, encode_mean, decode_mean, growth, iwae)."""
+
+    def __init__(self, path: str):
+        config_path = os.path.join(path, CONFIG_ASSET)
+        if not os.path.isfile(os.path.join(path, "saved_model.pb")):
+            raise FileNotFoundError(
+                f"{path} is not a SavedModel folder (no saved_model.pb); pass the "
+                "version folder, e.g. exports/mnist/1.")
+        if not os.path.isfile(config_path):
+            raise FileNotFoundError(f"{path} has no {CONFIG_ASSET}: it was not exported "
+                                    "by vnca_tf.export.")
+        with open(config_path) as f:
+            self.preset = preset_from_dict(json.load(f))
+        self.config = self.preset.model
+        self.likelihood = make_likelihood(self.config)
+        self.prior = tfp.distributions.Independent(
+            tfp.distributions.Normal(tf.zeros(self.config.latent_size), 1.0), 1)
+        self.signatures = tf.saved_model.load(path).signatures
+
+    @staticmethod
+    def _seed(seed):
+        return tf.constant(seed if isinstance(seed, int) else 0, tf.int64)
+
+    def sample(self, num_samples, seed=0):
+        out = self.signatures["serving_default"](num_samples=tf.constant(num_samples),
+                                                 seed=self._seed(seed))
+        return tf.cast(out["images"], tf.float32), out["means"]
+
+    def reconstruct(self, images, seed=0):
+        out = self.signatures["reconstruct"](images=tf.cast(images, tf.float32),
+                                             seed=self._seed(seed))
+        return tf.cast(out["reconstructions"], tf.float32), out["means"]
+
+    def encode_mean(self, images):
+        return self.signatures["encode"](images=tf.cast(images, tf.float32))["mean"]
+
+    def decode_mean(self, z, seed=0):
+        return self.signatures["decode"](latents=z, seed=self._seed(seed))["means"]
+
+    def growth(self, z, seed=0, num_steps=None):
+        del num_steps  # The signature grows for the model's full number of steps.
+        return self.signatures["grow"](latents=z, seed=self._seed(seed))["frames"]
+
+    def iwae(self, images, num_samples: int, seed: int):
+        """The log_likelihood signature; ``seed`` is an int."""
+        return self.signatures["log_likelihood"](
+            images=tf.cast(images, tf.float32), k=tf.constant(num_samples),
+            seed=tf.constant(seed, tf.int64))["log_likelihood"]
+
+
+def main(argv):
+    """python -m vnca_tf.export --model_dir=runs/mnist --export_dir=exports/mnist"""
+    from absl import app, flags, logging
+
+    del argv
+    logging.set_verbosity(logging.WARNING)
+    flags_ = flags.FLAGS
+    if not flags_.model_dir or not flags_.export_dir:
+        raise app.UsageError("Give --model_dir (a training folder) and --export_dir.")
+    from vnca_tf import evaluation
+
+    model, preset, step = evaluation.restore(flags_.model_dir, flags_.checkpoint)
+    path = export(model, preset, flags_.export_dir, flags_.version)
+    print(f"Exported {preset.name} (step {step}) to {path}")
+
+
+def _define_flags():
+    from absl import flags
+
+    flags.DEFINE_string("model_dir", None, "A training folder written by train.py.")
+    flags.DEFINE_enum("checkpoint", "latest", ["latest", "best"], "Which checkpoint.")
+    flags.DEFINE_string("export_dir", None, "The model's folder; the SavedModel goes to "
+                        "EXPORT_DIR/VERSION.")
+    flags.DEFINE_integer("version", 1, "The version folder TF Serving serves.")
+
+
+if __name__ == "__main__":
+    from absl import app
+
+    _define_flags()
+    app.run(main)
