@@ -154,14 +154,16 @@ class Trainer:
 
     # ------------------------------------------------------------ data
 
+    def _load(self, split: str):
+        """A split of the preset's dataset at the model's image size."""
+        return data.load(self.preset.dataset, split, data_dir=self.data_dir,
+                         source=self.data_source, image_size=self.preset.model.image_shape[0])
+
     def _batches(self, start_step: int):
         """The training batches from ``start_step`` on, distributed."""
         dataset = self._dataset
         if dataset is None:
-            spec = data.get_spec(self.preset.dataset)
-            dataset = data.load(self.preset.dataset, spec.paper_train_split,
-                                data_dir=self.data_dir, source=self.data_source,
-                                image_size=self.preset.model.image_shape[0])
+            dataset = self._load(data.get_spec(self.preset.dataset).paper_train_split)
         dataset = (dataset.shuffle(data.SHUFFLE_BUFFER, seed=self.config.seed,
                                    reshuffle_each_iteration=True)
                    .repeat().batch(self.config.batch_size, drop_remainder=True)
@@ -173,10 +175,7 @@ class Trainer:
         if self._validation_images is None:
             dataset = self._validation_dataset
             if dataset is None:
-                spec = data.get_spec(self.preset.dataset)
-                dataset = data.load(self.preset.dataset, spec.monitor_split,
-                                    data_dir=self.data_dir, source=self.data_source,
-                                    image_size=self.preset.model.image_shape[0])
+                dataset = self._load(data.get_spec(self.preset.dataset).monitor_split)
             count = self.config.eval_batches * self.config.batch_size
             self._validation_images = next(iter(dataset.batch(count)))
         return tf.split(self._validation_images,
