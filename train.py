@@ -30,8 +30,11 @@ flags.DEFINE_enum("data_source", "auto", ["auto", "local", "tfds"],
                   "Where the data come from: local files, tensorflow-datasets, or auto.")
 flags.DEFINE_enum("strategy", "auto", ["auto", "default", "mirrored", "multi_worker"],
                   "tf.distribute strategy; auto picks it from TF_CONFIG and the GPUs.")
-flags.DEFINE_bool("jit_compile", True, "Compile the model's forward and backward pass "
-                  "with XLA.")
+flags.DEFINE_enum("jit_compile", "auto", ["auto", "on", "off"], "Compile the forward and "
+                  "backward pass with XLA; auto: on GPUs only (on CPUs it is slower).")
+flags.DEFINE_enum("precision", "float32", ["float32", "mixed_bfloat16"],
+                  "mixed_bfloat16 computes the networks in bfloat16 (GPUs, and CPUs with "
+                  "bfloat16 units); likelihood, KL and loss stay float32.")
 flags.DEFINE_bool("deterministic", False, "Enable TensorFlow op determinism.")
 _TRAIN_FLAGS = {
     "num_steps": (flags.DEFINE_integer, "Number of training steps."),
@@ -112,10 +115,13 @@ def main(argv):
     strategy = training.choose_strategy(FLAGS.strategy)
     run = {"model_dir": model_dir, "strategy": training.strategy_name(strategy),
            "replicas": strategy.num_replicas_in_sync, "data_source": FLAGS.data_source,
-           "data_dir": FLAGS.data_dir, "jit_compile": FLAGS.jit_compile}
+           "data_dir": FLAGS.data_dir, "jit_compile": FLAGS.jit_compile,
+           "precision": FLAGS.precision}
     print(json.dumps({**dataclasses.asdict(preset), "run": run}, indent=2, default=str))
+    jit = {"auto": None, "on": True, "off": False}[FLAGS.jit_compile]
     trainer = training.Trainer(preset, model_dir, strategy, data_dir=FLAGS.data_dir,
-                               data_source=FLAGS.data_source, jit_compile=FLAGS.jit_compile)
+                               data_source=FLAGS.data_source, jit_compile=jit,
+                               precision=FLAGS.precision)
     if trainer.chief:
         training.save_config(preset, model_dir, {"run": run})
     try:

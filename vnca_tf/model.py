@@ -1,5 +1,6 @@
 """The VNCA: a VAE whose decoder is a neural cellular automaton."""
 
+import keras
 
 from vnca_tf.baselines import ConvBaseline
 from vnca_tf.configs import ModelConfig
@@ -86,8 +87,25 @@ class VNCA(VAE):
         return self.decoder(damage_right_half(cells))
 
 
-def build_model(config: ModelConfig) -> VAE:
-    """The model a config describes: a VNCA or a convolutional baseline."""
-    if config.architecture == "baseline":
-        return ConvBaseline(config)
-    return VNCA(config)
+PRECISIONS = ("float32", "mixed_bfloat16")
+
+
+def build_model(config: ModelConfig, precision: str = "float32") -> VAE:
+    """The model a config describes: a VNCA or a convolutional baseline.
+
+    ``precision``: the Keras dtype policy of the layers' computation;
+    "mixed_bfloat16" computes convolutions in bfloat16 (fast on GPUs and on
+    CPUs with bfloat16 units) while weights, cell states, the likelihood, the
+    KL and the loss stay float32.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"Unknown precision {precision!r}; use one of "
+                         f"{', '.join(PRECISIONS)}.")
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(precision)
+    try:
+        if config.architecture == "baseline":
+            return ConvBaseline(config)
+        return VNCA(config)
+    finally:
+        keras.config.set_dtype_policy(previous)

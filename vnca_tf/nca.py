@@ -27,7 +27,8 @@ class _NCA(layers.Layer):
     """Shared stepping: runs the update network for a number of steps."""
 
     def __init__(self, update_net, **kwargs):
-        super().__init__(**kwargs)
+        # The cell states are float32 whatever the update network computes in.
+        super().__init__(dtype="float32", **kwargs)
         self.update_net = update_net
 
     def build(self, input_shape):
@@ -35,8 +36,9 @@ class _NCA(layers.Layer):
             self.update_net.build(input_shape)
 
     def step(self, cells):
-        """One NCA step on every cell."""
-        return cells + self.update_net(cells)
+        """One NCA step on every cell. The cell state stays in its own dtype
+        (float32) when the update network computes in a mixed precision."""
+        return cells + tf.cast(self.update_net(cells), cells.dtype)
 
     def _run(self, cells, num_steps, max_steps: int, frames=None, first_frame=0,
              frame_factor=1):
@@ -78,7 +80,7 @@ class DoublingNCA(_NCA):
         super().__init__(update_net, **kwargs)
         self.num_doublings = num_doublings
         self.steps_per_stage = steps_per_stage
-        self.doubling = Doubling()
+        self.doubling = Doubling(dtype="float32")
         self.output_size = SEED_SIZE * 2 ** num_doublings
 
     def seed(self, z):

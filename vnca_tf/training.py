@@ -73,11 +73,17 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
 
 
 class Trainer:
-    """Trains ``preset`` in ``model_dir`` (checkpoints, TensorBoard logs, config)."""
+    """Trains ``preset`` in ``model_dir`` (checkpoints, TensorBoard logs, config).
+
+    ``jit_compile``: compile the forward and backward pass with XLA (default:
+    on GPUs only; on CPUs XLA's convolutions are far slower than oneDNN's).
+    ``precision``: "float32" or "mixed_bfloat16" (see model.build_model).
+    """
 
     def __init__(self, preset: Preset, model_dir: str, strategy=None,
                  data_dir: Optional[str] = None, data_source: str = "auto",
-                 jit_compile: bool = True, dataset=None, validation_dataset=None):
+                 jit_compile: Optional[bool] = None, precision: str = "float32",
+                 dataset=None, validation_dataset=None):
         self.preset = preset
         self.config = preset.train
         self.model_dir = model_dir
@@ -96,6 +102,8 @@ class Trainer:
         if self.config.pool_size and self.local_batch < 4:
             raise ValueError("Pool training needs at least 4 images per replica, got "
                              f"{self.local_batch}.")
+        if jit_compile is None:  # XLA's CPU convolutions are many times slower.
+            jit_compile = bool(tf.config.list_logical_devices("GPU"))
         self.jit_compile = jit_compile
         self._dataset = dataset
         self._validation_dataset = validation_dataset
@@ -105,7 +113,7 @@ class Trainer:
         model_config = preset.model
         keras.utils.set_random_seed(self.config.seed)  # Seeded initial weights.
         with self.strategy.scope():
-            self.model = build_model(model_config)
+            self.model = build_model(model_config, precision)
             self.optimizer = keras.optimizers.Adam(self.config.learning_rate)
             self.optimizer.build(self.model.trainable_variables)
             self.step = tf.Variable(0, dtype=tf.int64, name="step", **_MIRRORED)

@@ -80,7 +80,8 @@ class VAE(keras.Model):
 
     def _posterior(self, images):
         """q(z|x) for images already checked and cast to float32."""
-        loc, log_scale = self.encoder(images / self.likelihood.max_value)
+        loc, log_scale = (tf.cast(t, tf.float32)
+                          for t in self.encoder(images / self.likelihood.max_value))
         return tfd.Independent(tfd.Normal(loc, tf.exp(log_scale)),
                                reinterpreted_batch_ndims=1)
 

@@ -1,0 +1,158 @@
+"""Speed and memory of training, evaluation and sampling (not a test).
+
+    python benchmarks/benchmark.py --data_dir=../shared/data --json=benchmarks/results.json
+
+Each case runs in its own process (so that its peak resident memory is its
+own) and is timed after warm-up: median, min and max seconds over --repeats
+runs. Cases: a training step (the paper's mnist preset at batch 32 and 8, the
+celeb_a preset at batch 4), in float32 and mixed_bfloat16; IWAE-128 on one
+image; sampling, per image; the training loop's step time with its input
+pipeline, summaries and checkpoints, against the bare step; and the input
+pipelines' images/s. On a GPU the peak device memory is reported too.
+"""
+
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+from absl import app, flags
+
+flags.DEFINE_string("data_dir", None, "Folder of the original dataset files.")
+flags.DEFINE_integer("repeats", 3, "Timed runs per case, after warm-up.")
+flags.DEFINE_string("json", None, "Also write the results to this JSON file.")
+flags.DEFINE_string("case", None, "Run one case in this process (used internally).")
+flags.DEFINE_list("only", [], "Run only the cases whose names start with these.")
+FLAGS = flags.FLAGS
+
+PRECISIONS = ("float32", "mixed_bfloat16")
+CASES = ([f"train:mnist:{batch}:{precision}" for batch in (32, 8) for precision in PRECISIONS]
+         + [f"train:celeb_a:4:{precision}" for precision in PRECISIONS]
+         + [f"iwae128:mnist:1:{precision}" for precision in PRECISIONS]
+         + ["sample:mnist:8:float32", "sample:celeb_a:8:float32",
+            "loop:mnist:8:float32", "data"])
+
+
+def _timed(function, repeats):
+    function()  # Warm-up: tracing, compilation, allocator growth.
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - start)
+    return {"median_s": statistics.median(times), "min_s": min(times), "max_s": max(times)}
+
+
+def _peaks():
+    import tensorflow as tf
+
+    peaks = {"peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6}
+    if tf.config.list_logical_devices("GPU"):
+        peaks["peak_gpu_gb"] = tf.config.experimental.get_memory_info("GPU:0")["peak"] / 1e9
+    return peaks
+
+
+def run_case(case):
+    """Times one case in this process; returns its result dict."""
+    if case == "data":
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        import data_pipeline
+
+        return {"case": case, "pipelines": [data_pipeline.measure(*c, FLAGS.data_dir)
+                                            for c in data_pipeline.CASES]}
+    import dataclasses
+
+    import tensorflow as tf
+
+    from vnca_tf import configs, data
+    from vnca_tf.model import build_model
+    from vnca_tf.training import Trainer
+
+    kind, name, batch, precision = case.split(":")
+    batch = int(batch)
+    preset = configs.get_preset(name)
+    preset = dataclasses.replace(preset, train=dataclasses.replace(
+        preset.train, batch_size=batch, log_every=1, eval_every=10_000, image_every=10_000,
+        checkpoint_every=5))
+    size = preset.model.image_shape[0]
+    images = data.load(preset.dataset, "test", data_dir=FLAGS.data_dir,
+                       image_size=size).take(max(batch, 16) * 4).cache()
+    result = {"case": case, "kind": kind, "preset": name, "batch": batch,
+              "precision": precision}
+    if kind in ("train", "loop"):
+        trainer = Trainer(preset, tempfile.mkdtemp(), dataset=images,
+                          validation_dataset=images, precision=precision)
+        batches = trainer._batches(0)
+        batch_images = next(batches)
+        result.update(_timed(lambda: float(trainer._train_step(batch_images)["loss"]),
+                             FLAGS.repeats))
+        if kind == "loop":  # The whole loop: pipeline, summaries, checkpoints.
+            steps = 10
+            trainer.train(int(trainer.step.numpy()) + 1, progress=False)  # Warm-up.
+            start = time.perf_counter()
+            trainer.train(int(trainer.step.numpy()) + steps, progress=False)
+            result["loop_step_s"] = (time.perf_counter() - start) / steps
+    else:
+        model = build_model(preset.model, precision)
+        if kind == "iwae128":
+            one = next(iter(images.batch(1)))
+            iwae = tf.function(model.iwae)
+            result.update(_timed(lambda: float(iwae(one, 128, seed=tf.constant([0, 0]),
+                                                    chunk_size=16)[0]), FLAGS.repeats))
+        else:
+            result.update(_timed(lambda: float(tf.reduce_sum(model.sample(batch, seed=0)[1])),
+                                 FLAGS.repeats))
+            result["per_image_s"] = result["median_s"] / batch
+    result.update(_peaks())
+    return result
+
+
+def _describe(result):
+    if result["case"] == "data":
+        return "\n".join(f"  data {p['dataset']:<16} {p['steady_images_per_s']:>12,.0f} img/s"
+                         for p in result["pipelines"])
+    line = (f"  {result['case']:<32} median {result['median_s']:8.2f} s  "
+            f"(min {result['min_s']:.2f}, max {result['max_s']:.2f})  "
+            f"peak RSS {result['peak_rss_gb']:.2f} GB")
+    if "loop_step_s" in result:
+        line += f"  with pipeline+summaries+checkpoints {result['loop_step_s']:.2f} s/step"
+    if "peak_gpu_gb" in result:
+        line += f"  peak GPU {result['peak_gpu_gb']:.2f} GB"
+    return line
+
+
+def main(argv):
+    del argv
+    if FLAGS.case:
+        print("RESULT " + json.dumps(run_case(FLAGS.case)))
+        return
+    results = []
+    for case in CASES:
+        if FLAGS.only and not any(case.startswith(prefix) for prefix in FLAGS.only):
+            continue
+        output = subprocess.run(
+            [sys.executable, os.path.abspath(__file__), f"--case={case}",
+             f"--repeats={FLAGS.repeats}"] + ([f"--data_dir={FLAGS.data_dir}"]
+                                              if FLAGS.data_dir else []),
+            capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+        lines = [l for l in output.stdout.splitlines() if l.startswith("RESULT ")]
+        if output.returncode or not lines:
+            print(f"  {case}: failed\n{output.stderr[-2000:]}")
+            continue
+        results.append(json.loads(lines[-1][len("RESULT "):]))
+        print(_describe(results[-1]), flush=True)
+    if FLAGS.json:
+        import platform
+
+        with open(FLAGS.json, "w") as f:
+            json.dump({"machine": {"processor": platform.processor(), "cpus": os.cpu_count(),
+                                   "python": platform.python_version()},
+                       "results": results}, f, indent=2)
+
+
+if __name__ == "__main__":
+    app.run(main)
