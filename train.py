@@ -35,6 +35,9 @@ flags.DEFINE_enum("jit_compile", "auto", ["auto", "on", "off"], "Compile the for
 flags.DEFINE_enum("precision", "float32", ["float32", "mixed_bfloat16"],
                   "mixed_bfloat16 computes the networks in bfloat16 (GPUs, and CPUs with "
                   "bfloat16 units); likelihood, KL and loss stay float32.")
+flags.DEFINE_bool("recompute", False, "Recompute each NCA step in backprop instead of "
+                  "storing its activations: less memory, about a third more time "
+                  "(doubling VNCAs).")
 flags.DEFINE_bool("deterministic", False, "Enable TensorFlow op determinism.")
 _TRAIN_FLAGS = {
     "num_steps": (flags.DEFINE_integer, "Number of training steps."),
@@ -116,12 +119,12 @@ def main(argv):
     run = {"model_dir": model_dir, "strategy": training.strategy_name(strategy),
            "replicas": strategy.num_replicas_in_sync, "data_source": FLAGS.data_source,
            "data_dir": FLAGS.data_dir, "jit_compile": FLAGS.jit_compile,
-           "precision": FLAGS.precision}
+           "precision": FLAGS.precision, "recompute": FLAGS.recompute}
     print(json.dumps({**dataclasses.asdict(preset), "run": run}, indent=2, default=str))
     jit = {"auto": None, "on": True, "off": False}[FLAGS.jit_compile]
     trainer = training.Trainer(preset, model_dir, strategy, data_dir=FLAGS.data_dir,
                                data_source=FLAGS.data_source, jit_compile=jit,
-                               precision=FLAGS.precision)
+                               precision=FLAGS.precision, recompute=FLAGS.recompute)
     if trainer.chief:
         training.save_config(preset, model_dir, {"run": run})
     try:

@@ -5,7 +5,8 @@
 Each case runs in its own process (so that its peak resident memory is its
 own) and is timed after warm-up: median, min and max seconds over --repeats
 runs. Cases: a training step (the paper's mnist preset at batch 32 and 8, the
-celeb_a preset at batch 4), in float32 and mixed_bfloat16; IWAE-128 on one
+celeb_a preset at batch 4), in float32 and mixed_bfloat16, and at batch 32 with
+per-step recomputation; IWAE-128 on one
 image; sampling, per image; the training loop's step time with its input
 pipeline, summaries and checkpoints, against the bare step; and the input
 pipelines' images/s. On a GPU the peak device memory is reported too.
@@ -31,6 +32,7 @@ FLAGS = flags.FLAGS
 
 PRECISIONS = ("float32", "mixed_bfloat16")
 CASES = ([f"train:mnist:{batch}:{precision}" for batch in (32, 8) for precision in PRECISIONS]
+         + [f"train:mnist:32:{precision}:recompute" for precision in PRECISIONS]
          + [f"train:celeb_a:4:{precision}" for precision in PRECISIONS]
          + [f"iwae128:mnist:1:{precision}" for precision in PRECISIONS]
          + ["sample:mnist:8:float32", "sample:celeb_a:8:float32",
@@ -72,8 +74,8 @@ def run_case(case):
     from vnca_tf.model import build_model
     from vnca_tf.training import Trainer
 
-    kind, name, batch, precision = case.split(":")
-    batch = int(batch)
+    kind, name, batch, precision, *options = case.split(":")
+    batch, recompute = int(batch), "recompute" in options
     preset = configs.get_preset(name)
     preset = dataclasses.replace(preset, train=dataclasses.replace(
         preset.train, batch_size=batch, log_every=1, eval_every=10_000, image_every=10_000,
@@ -82,10 +84,11 @@ def run_case(case):
     images = data.load(preset.dataset, "test", data_dir=FLAGS.data_dir,
                        image_size=size).take(max(batch, 16) * 4).cache()
     result = {"case": case, "kind": kind, "preset": name, "batch": batch,
-              "precision": precision}
+              "precision": precision, "recompute": recompute}
     if kind in ("train", "loop"):
         trainer = Trainer(preset, tempfile.mkdtemp(), dataset=images,
-                          validation_dataset=images, precision=precision)
+                          validation_dataset=images, precision=precision,
+                          recompute=recompute)
         batches = trainer._batches(0)
         batch_images = next(batches)
         result.update(_timed(lambda: float(trainer._train_step(batch_images)["loss"]),

@@ -60,3 +60,28 @@ def test_a_mixed_precision_run_tracks_the_float32_run(tmp_path, data_dir):
 def test_unknown_precision_is_rejected():
     with pytest.raises(ValueError, match="Unknown precision 'float8'"):
         build_model(configs.get_preset("test_mnist").model, "float8")
+
+
+def test_recompute_gives_the_same_loss_and_gradients(rng):
+    config = configs.get_preset("test_mnist").model
+    plain, recomputed = build_model(config), build_model(config, recompute=True)
+    kernel = plain.update_net.out.kernel
+    kernel.assign(tf.random.stateless_normal(kernel.shape, [5, 2]) * 0.05)
+    recomputed.set_weights(plain.get_weights())
+    x = (rng.random((4, 32, 32, 1)) > 0.5).astype(np.float32)
+    results = []
+    for model in (plain, recomputed):
+        @tf.function
+        def loss_and_gradients(x, model=model):
+            with tf.GradientTape() as tape:
+                loss = tf.reduce_mean(model.elbo(x, seed=tf.constant([1, 2]))["loss"])
+            return loss, tape.gradient(loss, model.trainable_variables)
+
+        results.append(loss_and_gradients(x))
+    (loss, grads), (loss_r, grads_r) = results
+    np.testing.assert_allclose(loss_r, loss, rtol=1e-6)
+    for g, g_r in zip(grads, grads_r):
+        assert np.abs(g).max() > 0
+        np.testing.assert_allclose(g_r, g, rtol=1e-4, atol=1e-6)
+    with pytest.raises(ValueError, match="recompute needs the doubling decoder"):
+        build_model(configs.get_preset("test_mnist_damage").model, recompute=True)

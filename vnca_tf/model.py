@@ -12,15 +12,18 @@ from vnca_tf.vae import VAE, as_seed, split_seed
 class VNCA(VAE):
     """The encoder of appendix A.5 and an NCA decoder (doubling or not)."""
 
-    def __init__(self, config: ModelConfig, **kwargs):
+    def __init__(self, config: ModelConfig, recompute: bool = False, **kwargs):
         super().__init__(config, **kwargs)
+        if recompute and config.decoder != "doubling":
+            raise ValueError("recompute needs the doubling decoder's fixed step count; "
+                             "the non-doubling decoder draws it per batch.")
         self.update_net = UpdateNet(
             config.latent_size, config.hidden_size, config.update_net,
             num_residual_blocks=config.num_residual_blocks,
             num_hidden_layers=config.num_hidden_layers, name="update_net")
         if config.decoder == "doubling":
             self.decoder = DoublingNCA(self.update_net, config.num_doublings,
-                                       config.steps_per_stage, name="decoder")
+                                       config.steps_per_stage, recompute, name="decoder")
         else:
             self.decoder = NonDoublingNCA(self.update_net, config.image_shape[:2],
                                           config.min_steps, config.max_steps,
@@ -90,13 +93,15 @@ class VNCA(VAE):
 PRECISIONS = ("float32", "mixed_bfloat16")
 
 
-def build_model(config: ModelConfig, precision: str = "float32") -> VAE:
+def build_model(config: ModelConfig, precision: str = "float32",
+                recompute: bool = False) -> VAE:
     """The model a config describes: a VNCA or a convolutional baseline.
 
     ``precision``: the Keras dtype policy of the layers' computation;
     "mixed_bfloat16" computes convolutions in bfloat16 (fast on GPUs and on
     CPUs with bfloat16 units) while weights, cell states, the likelihood, the
-    KL and the loss stay float32.
+    KL and the loss stay float32. ``recompute`` (doubling VNCA): recompute each
+    NCA step in the backward pass instead of storing its activations.
     """
     if precision not in PRECISIONS:
         raise ValueError(f"Unknown precision {precision!r}; use one of "
@@ -106,6 +111,6 @@ def build_model(config: ModelConfig, precision: str = "float32") -> VAE:
     try:
         if config.architecture == "baseline":
             return ConvBaseline(config)
-        return VNCA(config)
+        return VNCA(config, recompute)
     finally:
         keras.config.set_dtype_policy(previous)

@@ -26,10 +26,11 @@ def _upsample(cells, factor: int):
 class _NCA(layers.Layer):
     """Shared stepping: runs the update network for a number of steps."""
 
-    def __init__(self, update_net, **kwargs):
+    def __init__(self, update_net, recompute: bool = False, **kwargs):
         # The cell states are float32 whatever the update network computes in.
         super().__init__(dtype="float32", **kwargs)
         self.update_net = update_net
+        self.recompute = recompute
 
     def build(self, input_shape):
         if not self.update_net.built:
@@ -43,7 +44,19 @@ class _NCA(layers.Layer):
     def _run(self, cells, num_steps, max_steps: int, frames=None, first_frame=0,
              frame_factor=1):
         """Applies ``num_steps`` steps; with ``frames`` (a TensorArray), writes the
-        grid after step i, upsampled by ``frame_factor``, at ``first_frame + i``."""
+        grid after step i, upsampled by ``frame_factor``, at ``first_frame + i``.
+
+        With ``recompute`` (and a Python-int step count, no frames) the steps are
+        unrolled, each under tf.recompute_grad: backprop then stores only the
+        cells between steps and runs each step again, instead of keeping every
+        step's activations. (Inside tf.while_loop, tf.recompute_grad cannot
+        capture Keras variables.)
+        """
+        if self.recompute and frames is None and isinstance(num_steps, int):
+            step = tf.recompute_grad(self.step)
+            for _ in range(num_steps):
+                cells = step(cells)
+            return cells, None
         if frames is None:
             _, cells = tf.while_loop(
                 lambda i, c: i < num_steps, lambda i, c: (i + 1, self.step(c)),
@@ -76,8 +89,9 @@ class DoublingNCA(_NCA):
     stages s..K.
     """
 
-    def __init__(self, update_net, num_doublings: int, steps_per_stage: int, **kwargs):
-        super().__init__(update_net, **kwargs)
+    def __init__(self, update_net, num_doublings: int, steps_per_stage: int,
+                 recompute: bool = False, **kwargs):
+        super().__init__(update_net, recompute, **kwargs)
         self.num_doublings = num_doublings
         self.steps_per_stage = steps_per_stage
         self.doubling = Doubling(dtype="float32")

@@ -77,13 +77,14 @@ class Trainer:
 
     ``jit_compile``: compile the forward and backward pass with XLA (default:
     on GPUs only; on CPUs XLA's convolutions are far slower than oneDNN's).
-    ``precision``: "float32" or "mixed_bfloat16" (see model.build_model).
+    ``precision``: "float32" or "mixed_bfloat16"; ``recompute``: trade time for
+    memory in backprop (see model.build_model).
     """
 
     def __init__(self, preset: Preset, model_dir: str, strategy=None,
                  data_dir: Optional[str] = None, data_source: str = "auto",
                  jit_compile: Optional[bool] = None, precision: str = "float32",
-                 dataset=None, validation_dataset=None):
+                 recompute: bool = False, dataset=None, validation_dataset=None):
         self.preset = preset
         self.config = preset.train
         self.model_dir = model_dir
@@ -113,7 +114,7 @@ class Trainer:
         model_config = preset.model
         keras.utils.set_random_seed(self.config.seed)  # Seeded initial weights.
         with self.strategy.scope():
-            self.model = build_model(model_config, precision)
+            self.model = build_model(model_config, precision, recompute)
             self.optimizer = keras.optimizers.Adam(self.config.learning_rate)
             self.optimizer.build(self.model.trainable_variables)
             self.step = tf.Variable(0, dtype=tf.int64, name="step", **_MIRRORED)
