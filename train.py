@@ -32,9 +32,10 @@ flags.DEFINE_enum("strategy", "auto", ["auto", "default", "mirrored", "multi_wor
                   "tf.distribute strategy; auto picks it from TF_CONFIG and the GPUs.")
 flags.DEFINE_enum("jit_compile", "auto", ["auto", "on", "off"], "Compile the forward and "
                   "backward pass with XLA; auto: on GPUs only (on CPUs it is slower).")
-flags.DEFINE_enum("precision", "float32", ["float32", "mixed_bfloat16"],
+flags.DEFINE_enum("precision", "float32", ["float32", "mixed_bfloat16", "mixed_float16"],
                   "mixed_bfloat16 computes the networks in bfloat16 (GPUs, and CPUs with "
-                  "bfloat16 units); likelihood, KL and loss stay float32.")
+                  "bfloat16 units), mixed_float16 in float16 with dynamic loss scaling "
+                  "(older GPUs); likelihood, KL and loss stay float32.")
 flags.DEFINE_bool("recompute", False, "Recompute each NCA step in backprop instead of "
                   "storing its activations: less memory, about a third more time "
                   "(doubling VNCAs).")

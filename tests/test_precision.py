@@ -85,3 +85,43 @@ def test_recompute_gives_the_same_loss_and_gradients(rng):
         np.testing.assert_allclose(g_r, g, rtol=1e-4, atol=1e-6)
     with pytest.raises(ValueError, match="recompute needs the doubling decoder"):
         build_model(configs.get_preset("test_mnist_damage").model, recompute=True)
+
+
+def test_dynamic_loss_scale_halves_on_overflow_and_grows_after_finite_steps():
+    from vnca_tf.training import DynamicLossScale
+
+    scale = DynamicLossScale(True, initial=8.0, growth_interval=3)
+    assert bool(scale.is_overflow(tf.constant(False)))
+    scale.update(tf.constant(False))
+    assert float(scale.scale.numpy()) == 4.0
+    for _ in range(3):
+        scale.update(tf.constant(True))
+    assert float(scale.scale.numpy()) == 8.0 and int(scale.finite_steps.numpy()) == 0
+    for _ in range(5):
+        scale.update(tf.constant(False))
+    assert float(scale.scale.numpy()) == 1.0  # Never below 1 ...
+    assert not bool(scale.is_overflow(tf.constant(False)))  # ... where NaN is NaN.
+    off = DynamicLossScale(False)
+    off.update(tf.constant(False))
+    assert float(off.scale.numpy()) == 1.0
+
+
+def test_float16_training_lowers_the_loss_scale_instead_of_stopping(tmp_path, data_dir):
+    preset = configs.get_preset("test_mnist")
+    preset = dataclasses.replace(preset, train=dataclasses.replace(
+        preset.train, learning_rate=1e-3, eval_every=1000, image_every=1000,
+        checkpoint_every=1000, max_nonfinite=2))
+    images = data.load("binarized_mnist", "test", data_dir=data_dir).take(128).cache()
+    trainer = Trainer(preset, str(tmp_path), dataset=images, validation_dataset=images,
+                      precision="mixed_float16")
+    assert trainer.model.update_net.perceive.compute_dtype == "float16"
+    before = trainer.validation_loss()
+    metrics = trainer.train(25, progress=False)
+    # Losses of hundreds of nats times 2^15 overflow float16 in the first steps:
+    # more than max_nonfinite of them in a row lowered the scale instead of
+    # stopping the run, and the remaining updates trained the model.
+    skipped = int(trainer.nonfinite_total.numpy())
+    assert skipped > 2 and int(trainer.nonfinite_in_a_row.numpy()) == 0
+    assert metrics["loss_scale"] == 2.0 ** (15 - skipped)
+    assert int(trainer.optimizer.iterations.numpy()) == 25 - skipped
+    assert trainer.validation_loss() < before - 50

@@ -90,7 +90,7 @@ class VNCA(VAE):
         return self.decoder(damage_right_half(cells))
 
 
-PRECISIONS = ("float32", "mixed_bfloat16")
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 
 
 def build_model(config: ModelConfig, precision: str = "float32",
@@ -100,7 +100,8 @@ def build_model(config: ModelConfig, precision: str = "float32",
     ``precision``: the Keras dtype policy of the layers' computation;
     "mixed_bfloat16" computes convolutions in bfloat16 (fast on GPUs and on
     CPUs with bfloat16 units) while weights, cell states, the likelihood, the
-    KL and the loss stay float32. ``recompute`` (doubling VNCA): recompute each
+    KL and the loss stay float32; "mixed_float16" likewise in float16 (train
+    it with loss scaling: the Trainer does). ``recompute`` (doubling VNCA): recompute each
     NCA step in the backward pass instead of storing its activations.
     """
     if precision not in PRECISIONS:

@@ -47,7 +47,8 @@ class Writer:
 
     def scalars(self, step, metrics, config, optimizer, nonfinite_total, pool_size=None):
         with self.train.as_default(step=step):
-            for name in ("loss", "reconstruction", "kl", "gradient_norm", "steps_per_s"):
+            for name in ("loss", "reconstruction", "kl", "gradient_norm", "steps_per_s",
+                         "loss_scale"):
                 tf.summary.scalar(name, metrics[name])
             self._likelihood_scalars(-(metrics["reconstruction"] + metrics["kl"]), config)
             tf.summary.scalar("learning_rate", float(optimizer.learning_rate.numpy()))

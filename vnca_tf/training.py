@@ -32,6 +32,34 @@ class NonFiniteError(RuntimeError):
     """Too many non-finite updates in a row."""
 
 
+class DynamicLossScale(tf.Module):
+    """Loss scaling for float16 (as Keras' LossScaleOptimizer does it): the
+    gradients of loss * scale are divided by scale; an overflow halves the scale
+    (down to 1) and the update is skipped; ``growth_interval`` finite steps in a
+    row double it. Disabled, the scale stays 1."""
+
+    def __init__(self, enabled: bool, initial: float = 2.0 ** 15,
+                 growth_interval: int = 2000):
+        super().__init__(name="loss_scale")
+        self.enabled = enabled
+        self.growth_interval = growth_interval
+        self.scale = tf.Variable(initial if enabled else 1.0, dtype=tf.float32, **_MIRRORED)
+        self.finite_steps = tf.Variable(0, dtype=tf.int64, **_MIRRORED)
+
+    def is_overflow(self, finite):
+        """Whether a step's non-finite gradients are the scale's doing."""
+        return tf.logical_not(finite) & (self.scale > 1.0) & self.enabled
+
+    def update(self, finite):
+        """Adjusts the scale after a step (cross-replica context)."""
+        if not self.enabled:
+            return
+        grow = finite & (self.finite_steps + 1 >= self.growth_interval)
+        self.scale.assign(tf.where(finite, tf.where(grow, self.scale * 2.0, self.scale),
+                                   tf.maximum(self.scale / 2.0, 1.0)))
+        self.finite_steps.assign(tf.where(finite & ~grow, self.finite_steps + 1, 0))
+
+
 def choose_strategy(name: str = "auto") -> tf.distribute.Strategy:
     """The strategy for this machine: MultiWorkerMirrored when TF_CONFIG names
     a cluster of several tasks, Mirrored on several local GPUs, else the default.
@@ -77,7 +105,8 @@ class Trainer:
 
     ``jit_compile``: compile the forward and backward pass with XLA (default:
     on GPUs only; on CPUs XLA's convolutions are far slower than oneDNN's).
-    ``precision``: "float32" or "mixed_bfloat16"; ``recompute``: trade time for
+    ``precision``: "float32", "mixed_bfloat16" or "mixed_float16" (with dynamic
+    loss scaling, for GPUs without bfloat16); ``recompute``: trade time for
     memory in backprop (see model.build_model).
     """
 
@@ -121,6 +150,7 @@ class Trainer:
             self.nonfinite_total = tf.Variable(0, dtype=tf.int64, **_MIRRORED)
             self.nonfinite_in_a_row = tf.Variable(0, dtype=tf.int64, **_MIRRORED)
             self.best_validation = tf.Variable(math.inf, dtype=tf.float32, **_MIRRORED)
+            self.loss_scale = DynamicLossScale(precision == "mixed_float16")
             self.pool = None
             if self.config.pool_size:
                 self.pool = Pool(self.config.pool_size, model_config.image_shape,
@@ -128,7 +158,7 @@ class Trainer:
         trackables = dict(model=self.model, optimizer=self.optimizer, step=self.step,
                           nonfinite_total=self.nonfinite_total,
                           nonfinite_in_a_row=self.nonfinite_in_a_row,
-                          best_validation=self.best_validation)
+                          best_validation=self.best_validation, loss_scale=self.loss_scale)
         if self.pool is not None:
             trackables["pool"] = self.pool
         self.checkpoint = tf.train.Checkpoint(**trackables)
@@ -213,8 +243,9 @@ class Trainer:
                 pooled = tf.concat([cells[:half], tf.stop_gradient(pool_cells)], 0)
                 final = model.grow(tf.where(use_pool, pooled, cells), num_steps=num_steps)
             terms = model.negative_elbo(float_images, posterior, final, self.config.beta)
-            scaled = tf.reduce_sum(terms["loss"]) / self.config.batch_size
-        gradients = tape.gradient(scaled, model.trainable_variables)
+            scale = self.loss_scale.scale
+            scaled = tf.reduce_sum(terms["loss"]) / self.config.batch_size * scale
+        gradients = [g / scale for g in tape.gradient(scaled, model.trainable_variables)]
         sums = tf.stack([tf.reduce_sum(terms[k]) for k in ("loss", "reconstruction", "kl")])
         return gradients, sums, final
 
@@ -268,15 +299,18 @@ class Trainer:
 
         def skip():
             self.nonfinite_total.assign_add(1)
-            self.nonfinite_in_a_row.assign_add(1)
+            # A float16 overflow only lowers the loss scale; it is no divergence.
+            self.nonfinite_in_a_row.assign_add(
+                tf.where(self.loss_scale.is_overflow(finite), tf.constant(0, tf.int64), 1))
             return tf.constant(False)
 
         tf.cond(finite, update, skip)
+        self.loss_scale.update(finite)
         self.step.assign_add(1)
         return {"loss": sums[0] / self.config.batch_size,
                 "reconstruction": sums[1] / self.config.batch_size,
                 "kl": sums[2] / self.config.batch_size,
-                "gradient_norm": norm}
+                "gradient_norm": norm, "loss_scale": self.loss_scale.scale}
 
     # ------------------------------------------------------------ the loop
 
