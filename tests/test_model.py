@@ -190,3 +190,11 @@ def test_every_weight_is_in_a_model_checkpoint(name, tmp_path):
     tf.train.Checkpoint(model=restored).read(str(tmp_path / "again")).assert_consumed()
     for a, b in zip(restored.weights, model.weights):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+def test_decode_mean_equals_the_means_of_decode_pictures(rng):
+    model = _model("test_celeb_a")
+    _perturb_last_layer(model)
+    z = rng.normal(size=(2, 16)).astype(np.float32)
+    _, means = model.decode_pictures(z, seed=9)
+    np.testing.assert_array_equal(model.decode_mean(z, seed=9), means)

@@ -164,7 +164,10 @@ class LoadedModel:
 
     @staticmethod
     def _seed(seed):
-        return tf.constant(seed if isinstance(seed, int) else 0, tf.int64)
+        """The signatures' int64 seed; only ints map onto it."""
+        if not isinstance(seed, int):
+            raise TypeError(f"An exported model takes int seeds, got {seed!r}.")
+        return tf.constant(seed, tf.int64)
 
     def sample(self, num_samples, seed=0):
         out = self.signatures["serving_default"](num_samples=tf.constant(num_samples),

@@ -93,17 +93,24 @@ class VAE(keras.Model):
         """The posterior means E[z|x], (B, latent_size)."""
         return self.encode(images).mean()
 
+    @staticmethod
+    def _picture_seeds(seed):
+        """(decode, samples, mean) seeds of decode_pictures and decode_mean."""
+        decode_seed, picture_seed = split_seed(seed, 2)
+        return (decode_seed, *split_seed(picture_seed, 2))
+
     def decode_pictures(self, z, seed=None):
         """(images sampled from p(x|z), mean images in [0, 1]) for latents z."""
-        decode_seed, picture_seed = split_seed(seed, 2)
+        decode_seed, samples_seed, mean_seed = self._picture_seeds(seed)
         distribution = self.decode(z, decode_seed)
-        samples_seed, mean_seed = split_seed(picture_seed, 2)
         return (distribution.sample(seed=samples_seed),
                 self.likelihood.mean_image(distribution, seed=mean_seed))
 
     def decode_mean(self, z, seed=None):
-        """Mean images in [0, 1] of p(x|z) for latents z."""
-        return self.decode_pictures(z, seed)[1]
+        """Mean images in [0, 1] of p(x|z) for latents z (those of decode_pictures
+        with the same seed, without drawing the samples)."""
+        decode_seed, _, mean_seed = self._picture_seeds(seed)
+        return self.likelihood.mean_image(self.decode(z, decode_seed), seed=mean_seed)
 
     def sample(self, num_samples, seed=None):
         """Unconditional samples: (images sampled from p(x|z), mean images in
