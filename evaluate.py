@@ -5,7 +5,8 @@
     python evaluate.py --model_dir=runs/mnist --max_examples=1000 --checkpoint=best
 
 Writes OUTPUT_DIR/results.json (log-likelihood in nats per image and bits/dim,
-standard error, number of images, k, checkpoint step, time) and one PNG per
+standard error, number of images, k, time, and the training record: steps,
+wall time, train.py command, precision) and one PNG per
 figure (reconstructions, samples, growth, interpolations, tsne,
 damage_recovery, damage_during_growth).
 """
@@ -62,15 +63,14 @@ def main(argv):
     try:
         if FLAGS.saved_model:
             model, preset = evaluation.load_saved_model(source)
-            step = None
+            training = model.training
         else:
-            model, preset, step = evaluation.restore(FLAGS.model_dir, FLAGS.checkpoint)
-        names = (figures.applicable(preset.model, exported=bool(FLAGS.saved_model))
-                 if FLAGS.figures == ["all"] else FLAGS.figures)
+            model, preset, training = evaluation.restore(FLAGS.model_dir, FLAGS.checkpoint)
+        names = (figures.applicable(preset.model) if FLAGS.figures == ["all"] else FLAGS.figures)
         images = evaluation.test_images(preset, FLAGS.split, FLAGS.data_dir,
                                         FLAGS.data_source, FLAGS.dataset)
         if not FLAGS.skip_likelihood:
-            report = evaluation.report_header(preset, FLAGS.split, source, step)
+            report = evaluation.report_header(preset, FLAGS.split, source, training)
             report.update(evaluation.log_likelihood(
                 model, images, FLAGS.num_samples, FLAGS.batch_size, FLAGS.chunk_size,
                 FLAGS.max_examples, FLAGS.seed))

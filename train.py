@@ -10,6 +10,7 @@ resumes from its latest checkpoint. Watch it with: tensorboard --logdir=MODEL_DI
 import dataclasses
 import json
 import os
+import shlex
 import sys
 
 from absl import app, flags, logging
@@ -117,7 +118,8 @@ def main(argv):
     if FLAGS.deterministic:
         tf.config.experimental.enable_op_determinism()
     strategy = training.choose_strategy(FLAGS.strategy)
-    run = {"model_dir": model_dir, "strategy": training.strategy_name(strategy),
+    run = {"command": shlex.join(["python", "train.py", *sys.argv[1:]]),
+           "model_dir": model_dir, "strategy": training.strategy_name(strategy),
            "replicas": strategy.num_replicas_in_sync, "data_source": FLAGS.data_source,
            "data_dir": FLAGS.data_dir, "jit_compile": FLAGS.jit_compile,
            "precision": FLAGS.precision, "recompute": FLAGS.recompute}

@@ -41,8 +41,8 @@ def baseline_dir(tmp_path_factory, data_dir):
 
 
 def test_iwae_128_is_at_least_the_elbo_on_the_same_images(mnist_dir, data_dir):
-    model, preset, step = evaluation.restore(mnist_dir)
-    assert step == 20
+    model, preset, training = evaluation.restore(mnist_dir)
+    assert training["steps"] == 20 and training["wall_time_s"] > 0
     images = evaluation.test_images(preset, data_dir=data_dir).take(32)
     report = evaluation.log_likelihood(model, images, 128, batch_size=16, progress=False)
     batch = next(iter(images.batch(32)))
@@ -63,7 +63,7 @@ def test_evaluate_cli_writes_a_report(mnist_dir, data_dir, tmp_path):
     report = json.load(open(tmp_path / "results.json"))
     assert report["num_examples"] == 40 and report["subset"] is True
     assert report["dataset"] == "binarized_mnist" and report["split"] == "test"
-    assert report["checkpoint_step"] == 20 and report["num_samples"] == 16
+    assert report["training"]["steps"] == 20 and report["num_samples"] == 16
     assert report["seconds"] > 0 and np.isfinite(report["log_likelihood_nats"])
     assert "over 40 test images (a subset" in result.stdout
 

@@ -18,6 +18,7 @@ SIGNATURES = {
     "decode": (["latents", "seed"], ["means", "samples"]),
     "log_likelihood": (["images", "k", "seed"], ["log_likelihood"]),
     "grow": (["latents", "seed"], ["frames"]),
+    "damage_during_growth": (["latents"], ["frames"]),  # A doubling VNCA's.
 }
 
 # Runs in a fresh interpreter that never imports vnca_tf.
@@ -49,6 +50,8 @@ CALL_EVERY_SIGNATURE = textwrap.dedent("""
     out["log_likelihood"] = signatures["log_likelihood"](
         images=images, k=tf.constant(20), seed=seed)["log_likelihood"].numpy()
     out["grow"] = signatures["grow"](latents=latents, seed=seed)["frames"].numpy()
+    out["damage_during_growth"] = signatures["damage_during_growth"](
+        latents=latents)["frames"].numpy()
     errors = []
     for bad in (np.zeros((2, 28, 28, 1), np.float32), np.full(inputs["images"].shape, 0.5,
                                                                 np.float32)):
@@ -124,6 +127,11 @@ def test_fresh_process_without_vnca_tf_gets_the_in_memory_outputs(exported, tmp_
                                model.iwae(images, 20, seed=7, chunk_size=16), rtol=1e-5)
     np.testing.assert_allclose(out["grow"], model.growth(latents, seed=7), rtol=1e-5,
                                atol=1e-6)
+    damaged = out["damage_during_growth"]
+    np.testing.assert_allclose(damaged, model.damage_during_growth(latents), rtol=1e-5,
+                               atol=1e-6)
+    assert damaged.shape == (5, 2, 32, 32, 1)  # Stages 0..4 of test_mnist.
+    assert np.abs(damaged[0] - damaged[-1]).max() > 1e-3  # Damage at each stage differs.
     shape_error, value_error = out["errors"]
     assert "images must have shape (batch, 32, 32, 1)" in shape_error
     assert "binary" in value_error
@@ -144,8 +152,17 @@ def test_other_models_export_and_load(name, tmp_path, rng):
                                rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(loaded.iwae(images, 8, 5),
                                model.iwae(images, 8, seed=5, chunk_size=16), rtol=1e-5)
-    assert loaded.growth(rng.normal(size=(1, model.config.latent_size)).astype(
-        np.float32)).shape[1:] == (1,) + shape
+    z = rng.normal(size=(2, model.config.latent_size)).astype(np.float32)
+    assert loaded.growth(z[:1]).shape[1:] == (1,) + shape
+    if model.config.decoder == "non_doubling" and model.config.architecture == "vnca":
+        for got, expected in zip(loaded.damage_recovery(z, seed=5),
+                                 model.damage_recovery(z, seed=5)):
+            np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+    elif model.config.architecture == "vnca":
+        assert loaded.damage_during_growth(z).shape == (4, 2) + shape  # 3 doublings.
+    else:
+        with pytest.raises(ValueError, match="no damage_recovery signature"):
+            loaded.damage_recovery(z)
 
 
 def test_checkpoint_and_saved_model_evaluate_to_the_same_number(tmp_path, data_dir):
@@ -155,8 +172,10 @@ def test_checkpoint_and_saved_model_evaluate_to_the_same_number(tmp_path, data_d
     model_dir = str(tmp_path / "run")
     Trainer(preset, model_dir, data_dir=data_dir).train(5, progress=False)
     save_config(preset, model_dir, {})
-    model, preset, _ = evaluation.restore(model_dir)
-    loaded, _ = evaluation.load_saved_model(export(model, preset, str(tmp_path / "export")))
+    model, preset, training = evaluation.restore(model_dir)
+    loaded, _ = evaluation.load_saved_model(export(model, preset, str(tmp_path / "export"),
+                                                   training=training))
+    assert loaded.training == training and training["steps"] == 5
     images = evaluation.test_images(preset, data_dir=data_dir)
     reports = [evaluation.log_likelihood(m, images, num_samples=32, max_examples=48,
                                          progress=False) for m in (model, loaded)]

@@ -66,15 +66,19 @@ def test_resume_is_exact(tmp_path, data_dir):
     first, second = (tf.train.load_checkpoint(os.path.join(d, "checkpoints"))
                      for d in (whole, halves))
     # Everything but the count of saves and the best validation loss, which the
-    # stop at step 4 added to.
+    # stop at step 4 added to, and the wall-clock time.
     names = [n for n, _ in tf.train.list_variables(os.path.join(whole, "checkpoints"))
              if "/.ATTRIBUTES/VARIABLE_VALUE" in n
-             and not n.startswith(("best_validation", "save_counter"))]
+             and not n.startswith(("best_validation", "save_counter", "train_seconds"))]
     assert any("pool/cells" in n for n in names) and any("optimizer" in n for n in names)
     assert first.get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE") == 8
     for name in names:
         np.testing.assert_array_equal(first.get_tensor(name), second.get_tensor(name),
                                       err_msg=name)
+    # The training time carries over the restart: step 8's includes step 4's.
+    seconds = [tf.train.load_checkpoint(os.path.join(halves, "checkpoints", f"ckpt-{step}"))
+               .get_tensor("train_seconds/.ATTRIBUTES/VARIABLE_VALUE") for step in (4, 8)]
+    assert 0 < seconds[0] < seconds[1]
 
 
 def test_two_replicas_make_the_same_update_as_one_device(tmp_path, data_dir):
@@ -253,6 +257,7 @@ def test_cli_prints_and_saves_its_configuration_and_explains_bad_flags(tmp_path,
     saved = json.load(open(tmp_path / "config.json"))
     assert saved["name"] == "test_mnist" and saved["train"]["beta"] == 2.5
     assert saved["train"]["batch_size"] == 4 and '"beta": 2.5' in result.stdout
+    assert saved["run"]["command"].startswith("python train.py --preset=test_mnist ")
     unknown = _run(["--preset=mnsit", f"--model_dir={tmp_path}"])
     assert unknown.returncode != 0 and "Known presets" in unknown.stderr
     other = _run(["--preset=test_celeb_a", f"--model_dir={tmp_path}", "--num_steps=1"])

@@ -216,14 +216,14 @@ PRESETS: Dict[str, Preset] = _presets(
     Preset("mnist_cpu", "binarized_mnist",
            dataclasses.replace(_MNIST, latent_size=128, hidden_size=128,
                                num_residual_blocks=2, encoder_channels=16),
-           TrainConfig(batch_size=16, learning_rate=3e-4, num_steps=4_000,
+           TrainConfig(batch_size=16, learning_rate=3e-4, num_steps=3_500,
                        eval_every=500, image_every=1_000, checkpoint_every=250),
            "The shipped doubling VNCA (saved_models/mnist_cpu): the mnist preset "
            "at half width, trained on a 2-core CPU in about an hour."),
     Preset("mnist_damage_cpu", "binarized_mnist",
            dataclasses.replace(_MNIST_DAMAGE, latent_size=64, hidden_size=64,
                                min_steps=16, max_steps=32, encoder_channels=16),
-           TrainConfig(batch_size=16, learning_rate=3e-4, num_steps=6_000,
+           TrainConfig(batch_size=16, learning_rate=3e-4, num_steps=5_000,
                        pool_size=256, damage_size=14, eval_every=500,
                        image_every=1_000, checkpoint_every=250),
            "The shipped non-doubling damage-recovery VNCA "

@@ -61,13 +61,28 @@ def load_saved_model(path: str):
 
 
 def restore(model_dir: str, which: str = "latest"):
-    """(model, preset, training step) from a training folder's checkpoint."""
+    """(model, preset, training record) from a training folder's checkpoint."""
     preset = read_preset(model_dir)
     path = checkpoint_path(model_dir, which)
     model = build_model(preset.model)
     tf.train.Checkpoint(model=model).read(path).expect_partial().assert_existing_objects_matched()
-    step = int(tf.train.load_checkpoint(path).get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE"))
-    return model, preset, step
+    return model, preset, training_record(model_dir, path)
+
+
+def training_record(model_dir: str, path: str) -> dict:
+    """How the checkpoint at ``path`` was trained: steps, wall-clock seconds
+    (None for checkpoints that predate the count), and train.py's run settings
+    (command, precision, strategy, replicas) from config.json."""
+    reader = tf.train.load_checkpoint(path)
+    seconds_key = "train_seconds/.ATTRIBUTES/VARIABLE_VALUE"
+    with open(os.path.join(model_dir, "config.json")) as f:
+        run = json.load(f).get("run", {})
+    record = {"steps": int(reader.get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE")),
+              "wall_time_s": (float(reader.get_tensor(seconds_key))
+                              if reader.has_tensor(seconds_key) else None)}
+    record.update({key: run[key] for key in ("command", "precision", "strategy", "replicas")
+                   if key in run})
+    return record
 
 
 def test_images(preset: configs.Preset, split: str = "test", data_dir=None,
@@ -181,8 +196,9 @@ def write_report(report: dict, path: str) -> str:
     return path
 
 
-def report_header(preset: configs.Preset, split: str, source: str, step=None) -> dict:
-    """What a report says about the model and the data it was measured on."""
+def report_header(preset: configs.Preset, split: str, source: str, training: dict) -> dict:
+    """What a report says about the model, its training and the data it was
+    measured on."""
     return {"preset": preset.name, "dataset": preset.dataset, "split": split,
             "image_shape": list(preset.model.image_shape), "model_source": source,
-            "checkpoint_step": step, "model": dataclasses.asdict(preset.model)}
+            "training": training, "model": dataclasses.asdict(preset.model)}

@@ -15,16 +15,23 @@ random seed):
 * ``log_likelihood``: images, k (int32), seed -> log_likelihood (float32, the
   IWAE-k bound in nats per image);
 * ``grow``: latents, seed -> frames (float32, (T, B, H, W, C) mean images of
-  every step of growth).
+  every step of growth);
+* ``damage_recovery`` (non-doubling VNCA): latents, seed -> grown, damaged,
+  recovered (float32 mean images: grown for max_steps, a random square of half
+  the width zeroed, then max_steps more);
+* ``damage_during_growth`` (doubling VNCA): latents -> frames (float32,
+  (num_doublings + 1, B, H, W, C): the right half zeroed at stage 0, 1, ...).
 
 Inputs are checked in the graph: a wrong shape or value range fails with a
 message naming what is expected (a wrong dtype is refused by the signature).
-The training configuration is stored as assets.extra/vnca_config.json.
+The training configuration is stored as assets.extra/vnca_config.json, how it
+was trained (steps, wall time, command) as assets.extra/vnca_training.json.
 """
 
 import dataclasses
 import json
 import os
+from typing import Optional
 
 import tensorflow as tf
 import tensorflow_probability as tfp
@@ -33,6 +40,7 @@ from vnca_tf.configs import Preset, preset_from_dict
 from vnca_tf.likelihoods import make_likelihood
 
 CONFIG_ASSET = os.path.join("assets.extra", "vnca_config.json")
+TRAINING_ASSET = os.path.join("assets.extra", "vnca_training.json")
 _CHUNK = 16  # Importance samples decoded at once in log_likelihood.
 
 
@@ -64,11 +72,19 @@ class ServingModule(tf.Module):
         self.log_likelihood = tf.function(self._log_likelihood, input_signature=[
             images, tf.TensorSpec([], tf.int32, name="k"), seed])
         self.grow = tf.function(self._grow, input_signature=[latents, seed])
+        # Only the damage signature the model has (saving traces every one).
+        self.damage = {}
+        if config.architecture == "vnca" and config.decoder == "non_doubling":
+            self.damage["damage_recovery"] = tf.function(
+                self._damage_recovery, input_signature=[latents, seed])
+        elif config.architecture == "vnca":
+            self.damage["damage_during_growth"] = tf.function(
+                self._damage_during_growth, input_signature=[latents])
 
     def signatures(self):
         return {"serving_default": self.sample, "reconstruct": self.reconstruct,
                 "encode": self.encode, "decode": self.decode,
-                "log_likelihood": self.log_likelihood, "grow": self.grow}
+                "log_likelihood": self.log_likelihood, "grow": self.grow, **self.damage}
 
     def _checked_images(self, images):
         height, width, channels = self._shape
@@ -127,23 +143,36 @@ class ServingModule(tf.Module):
                                        num_steps=config.max_steps)
         return {"frames": frames}
 
+    def _damage_recovery(self, latents, seed):
+        grown, damaged, recovered = self.model.damage_recovery(
+            self._checked_latents(latents), seed=_seed_pair(seed))
+        return {"grown": grown, "damaged": damaged, "recovered": recovered}
 
-def export(model, preset: Preset, export_dir: str, version: int = 1) -> str:
-    """Writes the SavedModel of ``model`` to export_dir/version; returns the path."""
+    def _damage_during_growth(self, latents):
+        return {"frames": self.model.damage_during_growth(self._checked_latents(latents))}
+
+
+def export(model, preset: Preset, export_dir: str, version: int = 1,
+           training: Optional[dict] = None) -> str:
+    """Writes the SavedModel of ``model`` to export_dir/version, with its preset
+    and ``training`` record (evaluation.training_record); returns the path."""
     path = os.path.join(export_dir, str(version))
     if os.path.exists(path):
         raise FileExistsError(f"{path} exists; pick another --version or folder.")
     module = ServingModule(model)
     tf.saved_model.save(module, path, signatures=module.signatures())
     os.makedirs(os.path.join(path, "assets.extra"), exist_ok=True)
-    with open(os.path.join(path, CONFIG_ASSET), "w") as f:
-        json.dump(dataclasses.asdict(preset), f, indent=2)
+    for asset, record in ((CONFIG_ASSET, dataclasses.asdict(preset)),
+                          (TRAINING_ASSET, training or {})):
+        with open(os.path.join(path, asset), "w") as f:
+            json.dump(record, f, indent=2)
     return path
 
 
 class LoadedModel:
     """An exported SavedModel seen through the methods that evaluation and the
-    figures use (sample, reconstruct, encode_mean, decode_mean, growth, iwae)."""
+    figures use (sample, reconstruct, encode_mean, decode_mean, growth,
+    damage_recovery, damage_during_growth, iwae); ``training`` is its record."""
 
     def __init__(self, path: str):
         config_path = os.path.join(path, CONFIG_ASSET)
@@ -156,6 +185,11 @@ class LoadedModel:
                                     "by vnca_tf.export.")
         with open(config_path) as f:
             self.preset = preset_from_dict(json.load(f))
+        training_path = os.path.join(path, TRAINING_ASSET)
+        self.training = {}
+        if os.path.isfile(training_path):
+            with open(training_path) as f:
+                self.training = json.load(f)
         self.config = self.preset.model
         self.likelihood = make_likelihood(self.config)
         self.prior = tfp.distributions.Independent(
@@ -189,6 +223,19 @@ class LoadedModel:
         del num_steps  # The signature grows for the model's full number of steps.
         return self.signatures["grow"](latents=z, seed=self._seed(seed))["frames"]
 
+    def damage_recovery(self, z, seed=0):
+        out = self._signature("damage_recovery")(latents=z, seed=self._seed(seed))
+        return out["grown"], out["damaged"], out["recovered"]
+
+    def damage_during_growth(self, z):
+        return self._signature("damage_during_growth")(latents=z)["frames"]
+
+    def _signature(self, name):
+        if name not in self.signatures:
+            raise ValueError(f"This SavedModel has no {name} signature; it has "
+                             f"{', '.join(sorted(self.signatures))}.")
+        return self.signatures[name]
+
     def iwae(self, images, num_samples: int, seed: int):
         """The log_likelihood signature; ``seed`` is an int."""
         return self.signatures["log_likelihood"](
@@ -207,9 +254,9 @@ def main(argv):
         raise app.UsageError("Give --model_dir (a training folder) and --export_dir.")
     from vnca_tf import evaluation
 
-    model, preset, step = evaluation.restore(flags_.model_dir, flags_.checkpoint)
-    path = export(model, preset, flags_.export_dir, flags_.version)
-    print(f"Exported {preset.name} (step {step}) to {path}")
+    model, preset, training = evaluation.restore(flags_.model_dir, flags_.checkpoint)
+    path = export(model, preset, flags_.export_dir, flags_.version, training)
+    print(f"Exported {preset.name} (step {training['steps']}) to {path}")
 
 
 def _define_flags():

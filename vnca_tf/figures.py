@@ -19,19 +19,17 @@ FIGURES = ("reconstructions", "samples", "growth", "interpolations", "tsne",
            "damage_recovery", "damage_during_growth")
 
 
-def applicable(config, exported: bool = False) -> tuple:
+def applicable(config) -> tuple:
     """The figures that exist for a model: growth and damage need a VNCA (damage
-    recovery a non-doubling one, damage during growth a doubling one), and the
-    damage figures its checkpoint, not an exported SavedModel; the t-SNE needs
-    digit labels (MNIST)."""
+    recovery a non-doubling one, damage during growth a doubling one); the
+    t-SNE needs digit labels (MNIST)."""
     names = ["reconstructions", "samples", "interpolations"]
     if config.likelihood == "bernoulli":
         names.append("tsne")
     if config.architecture == "vnca":
         names.append("growth")
-        if not exported:
-            names.append("damage_recovery" if config.decoder == "non_doubling"
-                         else "damage_during_growth")
+        names.append("damage_recovery" if config.decoder == "non_doubling"
+                     else "damage_during_growth")
     return tuple(name for name in FIGURES if name in names)
 
 
@@ -138,13 +136,12 @@ def damage_recovery(model, path, num_samples=8, seed=0):
 
 def _damage_columns(model, z, stages):
     """Mean images of z decoded intact, then damaged at each of ``stages``."""
-    columns = [model.decode_mean(z)]
-    for stage in stages:
-        if model.config.architecture == "baseline":
-            cells = model.decode_cells(z, damage_before=stage)
-        else:
-            cells = model.damaged_growth(z, stage)
-        columns.append(model.likelihood.mean_image(model.likelihood.distribution(cells)))
+    if model.config.architecture == "baseline":
+        damaged = [model.likelihood.mean_image(model.likelihood.distribution(
+            model.decode_cells(z, damage_before=stage))) for stage in stages]
+    else:
+        damaged = tf.unstack(model.damage_during_growth(z))
+    columns = [model.decode_mean(z), *damaged]
     return image_grid(tf.reshape(tf.stack(columns, 1), [-1, *columns[0].shape[1:]]),
                       len(columns)).numpy()
 

@@ -1,6 +1,7 @@
 """The VNCA: a VAE whose decoder is a neural cellular automaton."""
 
 import keras
+import tensorflow as tf
 
 from vnca_tf.baselines import ConvBaseline
 from vnca_tf.configs import ModelConfig
@@ -88,6 +89,13 @@ class VNCA(VAE):
             # Damage before or after the doubling is the same: children copy parents.
             cells = self.decoder.doubling(self.decoder(cells, last_stage=stage - 1))
         return self.decoder(damage_right_half(cells))
+
+    def damage_during_growth(self, z):
+        """Mean images of z grown with the right half zeroed at each stage
+        0..num_doublings, stacked to (num_doublings + 1, B, H, W, C) (Fig. 11)."""
+        likelihood = self.likelihood
+        return tf.stack([likelihood.mean_image(likelihood.distribution(self.damaged_growth(z, s)))
+                         for s in range(self.config.num_doublings + 1)])
 
 
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")

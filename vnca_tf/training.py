@@ -139,6 +139,7 @@ class Trainer:
         self._validation_dataset = validation_dataset
         self._validation_images = None
         self.data_dir, self.data_source = data_dir, data_source
+        self._clock = time.perf_counter()
 
         model_config = preset.model
         keras.utils.set_random_seed(self.config.seed)  # Seeded initial weights.
@@ -150,6 +151,8 @@ class Trainer:
             self.nonfinite_total = tf.Variable(0, dtype=tf.int64, **_MIRRORED)
             self.nonfinite_in_a_row = tf.Variable(0, dtype=tf.int64, **_MIRRORED)
             self.best_validation = tf.Variable(math.inf, dtype=tf.float32, **_MIRRORED)
+            # Wall-clock seconds of training up to the checkpoint (over resumes).
+            self.train_seconds = tf.Variable(0.0, dtype=tf.float64, **_MIRRORED)
             self.loss_scale = DynamicLossScale(precision == "mixed_float16")
             self.pool = None
             if self.config.pool_size:
@@ -158,7 +161,8 @@ class Trainer:
         trackables = dict(model=self.model, optimizer=self.optimizer, step=self.step,
                           nonfinite_total=self.nonfinite_total,
                           nonfinite_in_a_row=self.nonfinite_in_a_row,
-                          best_validation=self.best_validation, loss_scale=self.loss_scale)
+                          best_validation=self.best_validation, loss_scale=self.loss_scale,
+                          train_seconds=self.train_seconds)
         if self.pool is not None:
             trackables["pool"] = self.pool
         self.checkpoint = tf.train.Checkpoint(**trackables)
@@ -188,8 +192,15 @@ class Trainer:
             self.checkpoint.restore(latest).assert_existing_objects_matched()
         return int(self.step.numpy())
 
-    def save(self) -> str:
-        return self.manager.save(checkpoint_number=int(self.step.numpy()))
+    def _count_time(self):
+        """Adds the wall-clock time since the last call to train_seconds."""
+        now = time.perf_counter()
+        self.train_seconds.assign_add(now - self._clock)
+        self._clock = now
+
+    def save(self, manager=None) -> str:
+        self._count_time()
+        return (manager or self.manager).save(checkpoint_number=int(self.step.numpy()))
 
     # ------------------------------------------------------------ data
 
@@ -332,6 +343,7 @@ class Trainer:
         latest checkpoint in model_dir; returns the last step's metrics."""
         num_steps = num_steps or self.config.num_steps
         start = self.restore()
+        self._clock = time.perf_counter()
         writer = summaries.Writer(self.model_dir, self.chief)
         batches = self._batches(start)
         bar = keras.utils.Progbar(num_steps, stateful_metrics=[
@@ -370,11 +382,12 @@ class Trainer:
         return metrics
 
     def _evaluate(self, step, writer):
+        """Logs the validation loss; a new best is saved to the best checkpoint."""
         loss = self.validation_loss()
         writer.validation_scalars(step, loss, self.preset.model)
         if loss < float(self.best_validation.numpy()):
             self.best_validation.assign(loss)
-            self.best_manager.save(checkpoint_number=step)
+            self.save(self.best_manager)
 
 
 def _split_sizes(total: int, size: int):

@@ -1,0 +1,86 @@
+"""The trained models in saved_models/: they load, sample, grow, recover from
+damage, and measure what their results.json says."""
+
+import glob
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import REPO
+from vnca_tf import configs
+from vnca_tf.export import LoadedModel
+
+SHIPPED = sorted(glob.glob(os.path.join(REPO, "saved_models", "*", "1")))
+NAMES = [os.path.basename(os.path.dirname(path)) for path in SHIPPED]
+
+
+def test_the_doubling_and_the_damage_recovery_model_ship():
+    assert {"mnist_cpu", "mnist_damage_cpu"} <= set(NAMES)
+
+
+def _results(path):
+    with open(os.path.join(os.path.dirname(path), "results.json")) as f:
+        return json.load(f)
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=NAMES)
+def test_results_say_how_the_model_was_trained_and_measured(path):
+    results = _results(path)
+    preset = configs.get_preset(results["preset"])
+    assert results["preset"] == os.path.basename(os.path.dirname(path))
+    assert results["dataset"] == "binarized_mnist" and results["split"] == "test"
+    assert results["num_samples"] == 128 and results["num_examples"] >= 100
+    assert results["subset"] == (results["num_examples"] < 10_000)
+    training = results["training"]
+    assert training["steps"] == preset.train.num_steps and training["wall_time_s"] > 0
+    assert training["command"].startswith(f"python train.py --preset={preset.name}")
+    # A trained model beats coin flips (784 ln 2 = 543 nats) by far.
+    assert -150 < results["log_likelihood_nats"] < -60
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=NAMES)
+def test_evaluate_cli_reproduces_the_log_likelihood_on_100_test_images(path, data_dir,
+                                                                         tmp_path):
+    shipped = _results(path)
+    config = LoadedModel(path).config
+    damage = "damage_recovery" if config.decoder == "non_doubling" else "damage_during_growth"
+    result = subprocess.run(
+        [sys.executable, os.path.join(REPO, "evaluate.py"), f"--saved_model={path}",
+         f"--data_dir={data_dir}", "--max_examples=100", f"--output_dir={tmp_path}",
+         f"--figures=samples,growth,{damage}"], capture_output=True, text=True, cwd=REPO)
+    assert result.returncode == 0, result.stderr[-3000:]
+    measured = json.load(open(tmp_path / "results.json"))
+    assert measured["num_examples"] == 100 and measured["num_samples"] == 128
+    assert measured["training"] == shipped["training"]
+    # The first 100 images are a sample of the shipped figure's images: their
+    # mean lies within 4 standard errors of a 100-image mean of it.
+    per_image_std = shipped["stderr_nats"] * np.sqrt(shipped["num_examples"])
+    assert abs(measured["log_likelihood_nats"] - shipped["log_likelihood_nats"]) < (
+        4 * per_image_std / np.sqrt(100)), (measured, shipped)
+    for name in ("samples", "growth", damage):
+        assert os.path.getsize(tmp_path / f"{name}.png") > 2000
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=NAMES)
+def test_shipped_model_samples_grows_and_repairs_damage(path, rng):
+    model = LoadedModel(path)
+    height, width, _ = model.config.image_shape
+    samples, means = model.sample(8, seed=1)
+    assert samples.shape == means.shape == (8, height, width, 1)
+    assert set(np.unique(samples)) <= {0.0, 1.0}
+    assert 0.02 < float(np.mean(means)) < 0.5  # Digits: mostly background, some ink.
+    z = rng.normal(size=(4, model.config.latent_size)).astype(np.float32)
+    frames = model.growth(z, seed=1)
+    assert frames.shape[1:] == (4, height, width, 1) and np.isfinite(frames).all()
+    if model.config.decoder == "non_doubling":
+        grown, damaged, recovered = (np.asarray(x) for x in model.damage_recovery(z, seed=1))
+        # Regrowth brings the damaged images back towards what was grown.
+        assert np.abs(recovered - grown).mean() < 0.5 * np.abs(damaged - grown).mean()
+    else:
+        damaged = np.asarray(model.damage_during_growth(z))
+        assert damaged.shape == (model.config.num_doublings + 1, 4, height, width, 1)
+        assert np.isfinite(damaged).all()
