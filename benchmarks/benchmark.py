@@ -58,6 +58,32 @@ def _peaks():
     return peaks
 
 
+def preset_and_images(name, batch, data_dir):
+    """The preset at this batch size (logging every step, a checkpoint every 5)
+    and a few cached test batches of its data."""
+    import dataclasses
+
+    from vnca_tf import configs, data
+
+    preset = configs.get_preset(name)
+    preset = dataclasses.replace(preset, train=dataclasses.replace(
+        preset.train, batch_size=batch, log_every=1, eval_every=10_000, image_every=10_000,
+        checkpoint_every=5))
+    images = data.load(preset.dataset, "test", data_dir=data_dir,
+                       image_size=preset.model.image_shape[0]).take(max(batch, 16) * 4).cache()
+    return preset, images
+
+
+def training_step(preset, images, precision, recompute=False):
+    """(trainer, a function running one training step on a fixed batch)."""
+    from vnca_tf.training import Trainer
+
+    trainer = Trainer(preset, tempfile.mkdtemp(), dataset=images, validation_dataset=images,
+                      precision=precision, recompute=recompute)
+    batch_images = next(trainer._batches(0))
+    return trainer, lambda: float(trainer._train_step(batch_images)["loss"])
+
+
 def run_case(case):
     """Times one case in this process; returns its result dict."""
     if case == "data":
@@ -66,33 +92,18 @@ def run_case(case):
 
         return {"case": case, "pipelines": [data_pipeline.measure(*c, FLAGS.data_dir)
                                             for c in data_pipeline.CASES]}
-    import dataclasses
-
     import tensorflow as tf
 
-    from vnca_tf import configs, data
     from vnca_tf.model import build_model
-    from vnca_tf.training import Trainer
 
     kind, name, batch, precision, *options = case.split(":")
     batch, recompute = int(batch), "recompute" in options
-    preset = configs.get_preset(name)
-    preset = dataclasses.replace(preset, train=dataclasses.replace(
-        preset.train, batch_size=batch, log_every=1, eval_every=10_000, image_every=10_000,
-        checkpoint_every=5))
-    size = preset.model.image_shape[0]
-    images = data.load(preset.dataset, "test", data_dir=FLAGS.data_dir,
-                       image_size=size).take(max(batch, 16) * 4).cache()
+    preset, images = preset_and_images(name, batch, FLAGS.data_dir)
     result = {"case": case, "kind": kind, "preset": name, "batch": batch,
               "precision": precision, "recompute": recompute}
     if kind in ("train", "loop"):
-        trainer = Trainer(preset, tempfile.mkdtemp(), dataset=images,
-                          validation_dataset=images, precision=precision,
-                          recompute=recompute)
-        batches = trainer._batches(0)
-        batch_images = next(batches)
-        result.update(_timed(lambda: float(trainer._train_step(batch_images)["loss"]),
-                             FLAGS.repeats))
+        trainer, step = training_step(preset, images, precision, recompute)
+        result.update(_timed(step, FLAGS.repeats))
         if kind == "loop":  # The whole loop: pipeline, summaries, checkpoints.
             steps = 10
             trainer.train(int(trainer.step.numpy()) + 1, progress=False)  # Warm-up.
