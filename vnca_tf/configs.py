@@ -216,7 +216,7 @@ PRESETS: Dict[str, Preset] = _presets(
     Preset("mnist_cpu", "binarized_mnist",
            dataclasses.replace(_MNIST, latent_size=128, hidden_size=128,
                                num_residual_blocks=2, encoder_channels=16),
-           TrainConfig(batch_size=16, learning_rate=3e-4, num_steps=3_500,
+           TrainConfig(batch_size=16, learning_rate=3e-4, num_steps=2_500,
                        eval_every=500, image_every=1_000, checkpoint_every=250),
            "The shipped doubling VNCA (saved_models/mnist_cpu): the mnist preset "
            "at half width, trained on a 2-core CPU in about an hour."),
