@@ -54,6 +54,14 @@ def test_a_few_dozen_steps_lower_the_loss(name, data_dir, tmp_path):
         assert np.isfinite(cells).all() and np.abs(cells).max() > 0
 
 
+def _state_variables(checkpoint_dir):
+    """Checkpoint keys of the training state: all values but the records of one
+    process (save count, best validation loss, wall-clock time)."""
+    return [n for n, _ in tf.train.list_variables(checkpoint_dir)
+            if n.endswith("/.ATTRIBUTES/VARIABLE_VALUE")
+            and not n.startswith(("best_validation", "save_counter", "train_seconds"))]
+
+
 def test_resume_is_exact(tmp_path, data_dir):
     # Op determinism on, through the CLI: 2N steps in one go equal N, stop, N more.
     common = ["--preset=test_mnist_damage", f"--data_dir={data_dir}", "--deterministic",
@@ -65,11 +73,8 @@ def test_resume_is_exact(tmp_path, data_dir):
         assert result.returncode == 0, result.stderr[-2000:]
     first, second = (tf.train.load_checkpoint(os.path.join(d, "checkpoints"))
                      for d in (whole, halves))
-    # Everything but the count of saves and the best validation loss, which the
-    # stop at step 4 added to, and the wall-clock time.
-    names = [n for n, _ in tf.train.list_variables(os.path.join(whole, "checkpoints"))
-             if "/.ATTRIBUTES/VARIABLE_VALUE" in n
-             and not n.startswith(("best_validation", "save_counter", "train_seconds"))]
+    # The stop at step 4 added to the count of saves and the best validation loss.
+    names = _state_variables(os.path.join(whole, "checkpoints"))
     assert any("pool/cells" in n for n in names) and any("optimizer" in n for n in names)
     assert first.get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE") == 8
     for name in names:
@@ -134,10 +139,8 @@ def test_multi_worker_training_keeps_workers_in_sync(tmp_path, data_dir):
     (other,) = glob.glob(str(tmp_path / "workers" / "worker_1" / "checkpoints"))
     other = tf.train.load_checkpoint(other)
     # The model's weights are saved under the optimizer's path to them (the
-    # shortest); compare every value but the per-worker evaluation record.
-    names = [n for n, _ in tf.train.list_variables(str(tmp_path / "checkpoints"))
-             if n.endswith("VARIABLE_VALUE")
-             and not n.startswith(("best_validation", "save_counter"))]
+    # shortest); compare every value but the per-worker records.
+    names = _state_variables(str(tmp_path / "checkpoints"))
     assert sum(n.startswith("optimizer/_trainable_variables/") for n in names) == 20
     assert chief.get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE") == 4
     for name in names:
