@@ -160,7 +160,10 @@ def export(model, preset: Preset, export_dir: str, version: int = 1,
     if os.path.exists(path):
         raise FileExistsError(f"{path} exists; pick another --version or folder.")
     module = ServingModule(model)
-    tf.saved_model.save(module, path, signatures=module.signatures())
+    # Variables in shards of at most 4 MB, so that small models can live in git.
+    options = tf.saved_model.SaveOptions(experimental_sharding_callback=(
+        tf.train.experimental.MaxShardSizePolicy(max_shard_size=4_000_000)))
+    tf.saved_model.save(module, path, signatures=module.signatures(), options=options)
     os.makedirs(os.path.join(path, "assets.extra"), exist_ok=True)
     for asset, record in ((CONFIG_ASSET, dataclasses.asdict(preset)),
                           (TRAINING_ASSET, training or {})):
