@@ -137,8 +137,8 @@ def damage_recovery(model, path, num_samples=8, seed=0):
 def _damage_columns(model, z, stages):
     """Mean images of z decoded intact, then damaged at each of ``stages``."""
     if model.config.architecture == "baseline":
-        damaged = [model.likelihood.mean_image(model.likelihood.distribution(
-            model.decode_cells(z, damage_before=stage))) for stage in stages]
+        damaged = [model.mean_image_of(model.decode_cells(z, damage_before=stage))
+                   for stage in stages]
     else:
         damaged = tf.unstack(model.damage_during_growth(z))
     columns = [model.decode_mean(z), *damaged]

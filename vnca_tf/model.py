@@ -57,8 +57,7 @@ class VNCA(VAE):
         steps_seed, picture_seed = split_seed(seed, 2)
         _, trajectory = self.grow(self.decoder.seed(z), steps_seed, num_steps,
                                   return_trajectory=True)
-        return self.likelihood.mean_image(self.likelihood.distribution(trajectory),
-                                          seed=picture_seed)
+        return self.mean_image_of(trajectory, picture_seed)
 
     def damage_recovery(self, z, seed=None, num_steps=None, damage_size=None):
         """Mean images of grown samples, the same right after a square of
@@ -74,8 +73,7 @@ class VNCA(VAE):
         damaged = damage_square(grown, damage_size or self.config.image_shape[1] // 2,
                                 damage_seed)
         recovered = self.grow(damaged, num_steps=num_steps)
-        return tuple(self.likelihood.mean_image(self.likelihood.distribution(cells),
-                                                seed=picture_seed)
+        return tuple(self.mean_image_of(cells, picture_seed)
                      for cells in (grown, damaged, recovered))
 
     def damaged_growth(self, z, stage: int):
@@ -93,8 +91,7 @@ class VNCA(VAE):
     def damage_during_growth(self, z):
         """Mean images of z grown with the right half zeroed at each stage
         0..num_doublings, stacked to (num_doublings + 1, B, H, W, C) (Fig. 11)."""
-        likelihood = self.likelihood
-        return tf.stack([likelihood.mean_image(likelihood.distribution(self.damaged_growth(z, s)))
+        return tf.stack([self.mean_image_of(self.damaged_growth(z, s))
                          for s in range(self.config.num_doublings + 1)])
 
 

@@ -89,6 +89,10 @@ class VAE(keras.Model):
         """p(x|z) for latents z (B, latent_size), batch shape (B,)."""
         return self.likelihood.distribution(self.decode_cells(z, seed, num_steps))
 
+    def mean_image_of(self, cells, seed=None):
+        """Mean images in [0, 1] of p(x|cells) for grown cells (..., H, W, channels)."""
+        return self.likelihood.mean_image(self.likelihood.distribution(cells), seed=seed)
+
     def encode_mean(self, images):
         """The posterior means E[z|x], (B, latent_size)."""
         return self.encode(images).mean()
