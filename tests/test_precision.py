@@ -62,13 +62,14 @@ def test_unknown_precision_is_rejected():
         build_model(configs.get_preset("test_mnist").model, "float8")
 
 
-def test_recompute_gives_the_same_loss_and_gradients(rng):
-    config = configs.get_preset("test_mnist").model
+@pytest.mark.parametrize("name", ["test_mnist", "test_mnist_damage"])
+def test_recompute_gives_the_same_loss_and_gradients(name, rng):
+    config = configs.get_preset(name).model
     plain, recomputed = build_model(config), build_model(config, recompute=True)
     kernel = plain.update_net.out.kernel
     kernel.assign(tf.random.stateless_normal(kernel.shape, [5, 2]) * 0.05)
     recomputed.set_weights(plain.get_weights())
-    x = (rng.random((4, 32, 32, 1)) > 0.5).astype(np.float32)
+    x = (rng.random((4, *config.image_shape)) > 0.5).astype(np.float32)
     results = []
     for model in (plain, recomputed):
         @tf.function
@@ -83,8 +84,11 @@ def test_recompute_gives_the_same_loss_and_gradients(rng):
     for g, g_r in zip(grads, grads_r):
         assert np.abs(g).max() > 0
         np.testing.assert_allclose(g_r, g, rtol=1e-4, atol=1e-6)
-    with pytest.raises(ValueError, match="recompute needs the doubling decoder"):
-        build_model(configs.get_preset("test_mnist_damage").model, recompute=True)
+
+
+def test_recompute_is_refused_for_the_baseline():
+    with pytest.raises(ValueError, match="the convolutional baseline has none"):
+        build_model(configs.get_preset("test_mnist_baseline").model, recompute=True)
 
 
 def test_dynamic_loss_scale_halves_on_overflow_and_grows_after_finite_steps():

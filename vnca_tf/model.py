@@ -15,9 +15,6 @@ class VNCA(VAE):
 
     def __init__(self, config: ModelConfig, recompute: bool = False, **kwargs):
         super().__init__(config, **kwargs)
-        if recompute and config.decoder != "doubling":
-            raise ValueError("recompute needs the doubling decoder's fixed step count; "
-                             "the non-doubling decoder draws it per batch.")
         self.update_net = UpdateNet(
             config.latent_size, config.hidden_size, config.update_net,
             num_residual_blocks=config.num_residual_blocks,
@@ -27,7 +24,7 @@ class VNCA(VAE):
                                        config.steps_per_stage, recompute, name="decoder")
         else:
             self.decoder = NonDoublingNCA(self.update_net, config.image_shape[:2],
-                                          config.min_steps, config.max_steps,
+                                          config.min_steps, config.max_steps, recompute,
                                           name="decoder")
         self.decoder.build((None, None, None, config.latent_size))
         self.built = True
@@ -106,7 +103,7 @@ def build_model(config: ModelConfig, precision: str = "float32",
     "mixed_bfloat16" computes convolutions in bfloat16 (fast on GPUs and on
     CPUs with bfloat16 units) while weights, cell states, the likelihood, the
     KL and the loss stay float32; "mixed_float16" likewise in float16 (train
-    it with loss scaling: the Trainer does). ``recompute`` (doubling VNCA): recompute each
+    it with loss scaling: the Trainer does). ``recompute`` (VNCAs): recompute each
     NCA step in the backward pass instead of storing its activations.
     """
     if precision not in PRECISIONS:
@@ -116,6 +113,9 @@ def build_model(config: ModelConfig, precision: str = "float32",
     keras.config.set_dtype_policy(precision)
     try:
         if config.architecture == "baseline":
+            if recompute:
+                raise ValueError("recompute is for the steps of a VNCA's decoder; the "
+                                 "convolutional baseline has none. Leave it off.")
             return ConvBaseline(config)
         return VNCA(config, recompute)
     finally:

@@ -41,26 +41,58 @@ class _NCA(layers.Layer):
         (float32) when the update network computes in a mixed precision."""
         return cells + tf.cast(self.update_net(cells), cells.dtype)
 
+    def _recomputed_step(self):
+        """``step`` as a function of (cells, *weights) whose gradient recomputes
+        the step from its input cells instead of reading stored activations.
+
+        The weights are passed in as tensors (the update network runs through
+        Keras' ``stateless_call``), so that the step can sit in a tf.while_loop:
+        the loop's gradient then keeps only each step's input cells and sums
+        the weight gradients as it goes (a step's activations live only while
+        its own gradient is computed).
+        """
+        update_net = self.update_net
+
+        def stateless_step(cells, weights):
+            update, _ = update_net.stateless_call(list(weights), [], cells)
+            return cells + tf.cast(update, cells.dtype)
+
+        @tf.custom_gradient
+        def step(cells, *weights):
+            def gradient(d_cells):
+                # Recompute only once the step's output gradient exists: without
+                # this (or with parallel iterations) the backward loop recomputes
+                # several steps ahead and holds their activations at once.
+                with tf.control_dependencies([d_cells]):
+                    cells_again = tf.identity(cells)
+                with tf.GradientTape() as tape:
+                    tape.watch([cells_again, *weights])
+                    recomputed = stateless_step(cells_again, weights)
+                return tape.gradient(recomputed, [cells_again, *weights],
+                                     output_gradients=d_cells)
+
+            return stateless_step(cells, weights), gradient
+
+        return step
+
     def _run(self, cells, num_steps, max_steps: int, frames=None, first_frame=0,
              frame_factor=1):
         """Applies ``num_steps`` steps; with ``frames`` (a TensorArray), writes the
         grid after step i, upsampled by ``frame_factor``, at ``first_frame + i``.
 
-        With ``recompute`` (and a Python-int step count, no frames) the steps are
-        unrolled, each under tf.recompute_grad: backprop then stores only the
-        cells between steps and runs each step again, instead of keeping every
-        step's activations. (Inside tf.while_loop, tf.recompute_grad cannot
-        capture Keras variables.)
+        With ``recompute`` (and no frames) backprop stores only the cells between
+        steps and runs each step again (see ``_recomputed_step``).
         """
-        if self.recompute and frames is None and isinstance(num_steps, int):
-            step = tf.recompute_grad(self.step)
-            for _ in range(num_steps):
-                cells = step(cells)
-            return cells, None
         if frames is None:
-            _, cells = tf.while_loop(
-                lambda i, c: i < num_steps, lambda i, c: (i + 1, self.step(c)),
-                (tf.constant(0), cells), maximum_iterations=max_steps)
+            if self.recompute:
+                step, weights = self._recomputed_step(), [
+                    v.value for v in self.update_net.trainable_variables]
+                body, parallel = (lambda i, c: (i + 1, step(c, *weights))), 1
+            else:
+                body, parallel = (lambda i, c: (i + 1, self.step(c))), 10
+            _, cells = tf.while_loop(lambda i, c: i < num_steps, body,
+                                     (tf.constant(0), cells), maximum_iterations=max_steps,
+                                     parallel_iterations=parallel)
             return cells, None
 
         def body(i, cells, frames):
@@ -152,8 +184,9 @@ class NonDoublingNCA(_NCA):
     """The damage-recovery decoder (section 3.3): z tiled over the whole image
     grid and a number of steps drawn per batch from [min_steps, max_steps]."""
 
-    def __init__(self, update_net, grid_shape, min_steps: int, max_steps: int, **kwargs):
-        super().__init__(update_net, **kwargs)
+    def __init__(self, update_net, grid_shape, min_steps: int, max_steps: int,
+                 recompute: bool = False, **kwargs):
+        super().__init__(update_net, recompute, **kwargs)
         self.grid_shape = tuple(grid_shape)
         self.min_steps = min_steps
         self.max_steps = max_steps
