@@ -38,8 +38,9 @@ flags.DEFINE_enum("precision", "float32", ["float32", "mixed_bfloat16", "mixed_f
                   "bfloat16 units), mixed_float16 in float16 with dynamic loss scaling "
                   "(older GPUs); likelihood, KL and loss stay float32.")
 flags.DEFINE_bool("recompute", False, "Recompute each NCA step in backprop instead of "
-                  "storing its activations: less memory, about a third more time "
-                  "(doubling VNCAs).")
+                  "storing its activations: less memory, about a third more time.")
+flags.DEFINE_integer("microbatches", 1, "Split each replica's batch into this many parts "
+                     "and sum their gradients: the same update in less memory.")
 flags.DEFINE_bool("deterministic", False, "Enable TensorFlow op determinism.")
 _TRAIN_FLAGS = {
     "num_steps": (flags.DEFINE_integer, "Number of training steps."),
@@ -122,12 +123,14 @@ def main(argv):
            "model_dir": model_dir, "strategy": training.strategy_name(strategy),
            "replicas": strategy.num_replicas_in_sync, "data_source": FLAGS.data_source,
            "data_dir": FLAGS.data_dir, "jit_compile": FLAGS.jit_compile,
-           "precision": FLAGS.precision, "recompute": FLAGS.recompute}
+           "precision": FLAGS.precision, "recompute": FLAGS.recompute,
+           "microbatches": FLAGS.microbatches}
     print(json.dumps({**dataclasses.asdict(preset), "run": run}, indent=2, default=str))
     jit = {"auto": None, "on": True, "off": False}[FLAGS.jit_compile]
     trainer = training.Trainer(preset, model_dir, strategy, data_dir=FLAGS.data_dir,
                                data_source=FLAGS.data_source, jit_compile=jit,
-                               precision=FLAGS.precision, recompute=FLAGS.recompute)
+                               precision=FLAGS.precision, recompute=FLAGS.recompute,
+                               microbatches=FLAGS.microbatches)
     if trainer.chief:
         training.save_config(preset, model_dir, {"run": run})
     try:

@@ -107,6 +107,41 @@ def test_two_replicas_make_the_same_update_as_one_device(tmp_path, data_dir):
     assert one_metrics["loss"] == pytest.approx(two_metrics["loss"], rel=1e-5)
 
 
+@pytest.mark.parametrize("name", ["test_mnist", "test_mnist_damage"])
+def test_microbatches_and_recompute_make_the_same_update(name, tmp_path, data_dir):
+    # Doubling and non-doubling (with pool and damage) VNCAs: 3 steps with each
+    # replica batch in 4 parts, or in 2 parts with per-step recomputation, equal
+    # 3 plain steps.
+    pool = 16 if name == "test_mnist_damage" else 0
+    preset = _preset(name, batch_size=8, learning_rate=1e-3, pool_size=pool)
+    images = data.load("binarized_mnist", "test", data_dir=data_dir,
+                       image_size=preset.model.image_shape[0]).take(64).cache()
+    results = []
+    for folder, options in (("plain", {}), ("parts", dict(microbatches=4)),
+                            ("recomputed", dict(microbatches=2, recompute=True))):
+        trainer = Trainer(preset, str(tmp_path / folder), dataset=images,
+                          validation_dataset=images, **options)
+        if results:
+            trainer.model.set_weights(start)
+        else:
+            start = _weights(trainer)
+        metrics = trainer.train(3, progress=False)
+        pool_cells = None if trainer.pool is None else trainer.pool.cells.numpy()
+        results.append((_weights(trainer), metrics, pool_cells))
+    plain, plain_metrics, plain_pool = results[0]
+    assert any(np.abs(a - b).max() > 1e-6 for a, b in zip(plain, start))
+    if pool:
+        assert np.abs(plain_pool).max() > 0  # The pool served the last steps.
+    for weights, metrics, pool_cells in results[1:]:
+        for a, b in zip(plain, weights):
+            np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-6)
+        assert metrics["loss"] == pytest.approx(plain_metrics["loss"], rel=1e-5)
+        if pool:
+            np.testing.assert_allclose(pool_cells, plain_pool, rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="microbatches must divide the 8 images"):
+        Trainer(preset, str(tmp_path / "bad"), dataset=images, microbatches=3)
+
+
 def _free_ports(count):
     sockets = [socket.socket() for _ in range(count)]
     for s in sockets:

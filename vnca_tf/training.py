@@ -107,13 +107,17 @@ class Trainer:
     on GPUs only; on CPUs XLA's convolutions are far slower than oneDNN's).
     ``precision``: "float32", "mixed_bfloat16" or "mixed_float16" (with dynamic
     loss scaling, for GPUs without bfloat16); ``recompute``: trade time for
-    memory in backprop (see model.build_model).
+    memory in backprop (see model.build_model); ``microbatches``: split each
+    replica's batch into this many parts, run forward and backward on one at a
+    time and sum their gradients (the same update, for a fraction of the
+    activation memory).
     """
 
     def __init__(self, preset: Preset, model_dir: str, strategy=None,
                  data_dir: Optional[str] = None, data_source: str = "auto",
                  jit_compile: Optional[bool] = None, precision: str = "float32",
-                 recompute: bool = False, dataset=None, validation_dataset=None):
+                 recompute: bool = False, microbatches: int = 1, dataset=None,
+                 validation_dataset=None):
         self.preset = preset
         self.config = preset.train
         self.model_dir = model_dir
@@ -124,6 +128,10 @@ class Trainer:
             raise ValueError(f"batch_size {self.config.batch_size} must be divisible by "
                              f"the {self.num_replicas} replicas.")
         self.local_batch = self.config.batch_size // self.num_replicas
+        if microbatches < 1 or self.local_batch % microbatches:
+            raise ValueError(f"microbatches must divide the {self.local_batch} images of "
+                             f"each replica, got {microbatches}.")
+        self.microbatches = microbatches
         self.draws_steps = (preset.model.architecture == "vnca"
                             and preset.model.decoder == "non_doubling")
         if self.config.pool_size and not self.draws_steps:
@@ -238,9 +246,10 @@ class Trainer:
             tf.constant([self.config.seed, 0]), self.step)
         return tf.unstack(tf.random.experimental.stateless_split(step_seed, 4))
 
-    def _loss_and_gradients_fn(self, images, noise, num_steps, pool_cells, use_pool):
-        """Per-replica loss terms and gradients (summed over the replica's images,
-        divided by the global batch size)."""
+    def _loss_and_gradients_fn(self, images, noise, num_steps, pool_cells, from_pool):
+        """Loss terms and gradients of some of a replica's images (summed over
+        them, divided by the global batch size). Where ``from_pool`` is true, an
+        image's cells start from ``pool_cells`` instead of its latent's seed."""
         model = self.model
         with tf.GradientTape() as tape:
             float_images = tf.cast(images, tf.float32)
@@ -249,16 +258,41 @@ class Trainer:
             if pool_cells is None:
                 final = model.decode_cells(z, num_steps=num_steps)
             else:
-                cells = model.decoder.seed(z)
-                half = self.local_batch // 2
-                pooled = tf.concat([cells[:half], tf.stop_gradient(pool_cells)], 0)
-                final = model.grow(tf.where(use_pool, pooled, cells), num_steps=num_steps)
+                cells = tf.where(from_pool[:, None, None, None],
+                                 tf.stop_gradient(pool_cells), model.decoder.seed(z))
+                final = model.grow(cells, num_steps=num_steps)
             terms = model.negative_elbo(float_images, posterior, final, self.config.beta)
             scale = self.loss_scale.scale
             scaled = tf.reduce_sum(terms["loss"]) / self.config.batch_size * scale
         gradients = [g / scale for g in tape.gradient(scaled, model.trainable_variables)]
         sums = tf.stack([tf.reduce_sum(terms[k]) for k in ("loss", "reconstruction", "kl")])
         return gradients, sums, final
+
+    def _accumulated_loss_and_gradients(self, images, noise, num_steps, pool_cells,
+                                        from_pool):
+        """``_loss_and_gradients`` over the replica's images in ``microbatches``
+        parts, one after the other (so that only one part's activations live at a
+        time), with gradients and sums added up and the final cells concatenated."""
+        parts = self.microbatches
+        size = self.local_batch // parts
+        inputs = [images, noise] + ([] if pool_cells is None else [pool_cells, from_pool])
+        inputs = [tf.reshape(t, [parts, size, *t.shape[1:]]) for t in inputs]
+
+        def body(i, gradients, sums, finals):
+            part_images, part_noise, *pool_part = [t[i] for t in inputs]
+            new_gradients, new_sums, final = self._loss_and_gradients(
+                part_images, part_noise, num_steps, *(pool_part or [None, None]))
+            return (i + 1, [g + n for g, n in zip(gradients, new_gradients)],
+                    sums + new_sums, finals.write(i, final))
+
+        variables = self.model.trainable_variables
+        finals = tf.TensorArray(tf.float32, size=parts)
+        _, gradients, sums, finals = tf.while_loop(
+            lambda i, *_: i < parts, body,
+            (tf.constant(0), [tf.zeros_like(v) for v in variables], tf.zeros([3]), finals),
+            parallel_iterations=1)
+        final = finals.stack()
+        return gradients, sums, tf.reshape(final, [self.local_batch, *final.shape[2:]])
 
     def _replica_step(self, images, seeds):
         """One replica's share: pooled inputs, loss, gradients; all-reduced."""
@@ -271,19 +305,23 @@ class Trainer:
         num_steps = None
         if self.draws_steps:
             num_steps = self.model.decoder.draw_num_steps(steps_seed)
-        pool_cells, use_pool = None, None
+        pool_cells, from_pool = None, None
         if self.pool is not None:
             half = self.local_batch // 2
             use_pool = self.pool.can_serve(half * self.num_replicas)
             pool_images, pool_cells = self.pool.head(replica * half, half)
             quarter = self.local_batch // 4
+            # The second half of the batch continues from pooled cells, a quarter
+            # of the batch damaged; the first half grows from its seeds.
             pool_cells = tf.concat([
+                tf.zeros_like(pool_cells),
                 damage_square(pool_cells[:quarter], self.config.damage_size,
                               tf.random.experimental.stateless_fold_in(damage_seed, replica)),
                 pool_cells[quarter:]], 0)
+            from_pool = use_pool & (tf.range(self.local_batch) >= half)
             images = tf.where(use_pool, tf.concat([images[:half], pool_images], 0), images)
-        gradients, sums, final = self._loss_and_gradients(
-            images, noise, num_steps, pool_cells, use_pool)
+        gradients, sums, final = self._accumulated_loss_and_gradients(
+            images, noise, num_steps, pool_cells, from_pool)
         gradients, sums = context.all_reduce(tf.distribute.ReduceOp.SUM, (gradients, sums))
         return gradients, sums, images, final
 
