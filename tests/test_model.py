@@ -1,5 +1,6 @@
 import dataclasses
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -11,7 +12,9 @@ from vnca_tf.vae import split_seed
 
 
 def _model(name, **changes):
+    """The preset's VNCA with seeded initial weights (whatever ran before)."""
     config = configs.get_preset(name).model
+    keras.utils.set_random_seed(0)
     return VNCA(dataclasses.replace(config, **changes))
 
 
