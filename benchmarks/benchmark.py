@@ -6,7 +6,8 @@ Each case runs in its own process (so that its peak resident memory is its
 own) and is timed after warm-up: median, min and max seconds over --repeats
 runs. Cases: a training step (the paper's mnist preset at batch 32 and 8, the
 celeb_a preset at batch 4), in float32 and mixed_bfloat16, and at batch 32 with
-per-step recomputation; IWAE-128 on one
+per-step recomputation (also with the batch in 8 micro-batches, and
+glibc's malloc limited to 2 arenas); IWAE-128 on one
 image; sampling, per image; the training loop's step time with its input
 pipeline, summaries and checkpoints, against the bare step; and the input
 pipelines' images/s. On a GPU the peak device memory is reported too.
@@ -33,10 +34,19 @@ FLAGS = flags.FLAGS
 PRECISIONS = ("float32", "mixed_bfloat16")
 CASES = ([f"train:mnist:{batch}:{precision}" for batch in (32, 8) for precision in PRECISIONS]
          + [f"train:mnist:32:{precision}:recompute" for precision in PRECISIONS]
+         + [f"train:mnist:32:{precision}:recompute:microbatches=8:MALLOC_ARENA_MAX=2"
+            for precision in PRECISIONS]
+         + ["train:mnist:32:mixed_bfloat16:recompute:microbatches=8"]
          + [f"train:celeb_a:4:{precision}" for precision in PRECISIONS]
          + [f"iwae128:mnist:1:{precision}" for precision in PRECISIONS]
          + ["sample:mnist:8:float32", "sample:celeb_a:8:float32",
             "loop:mnist:8:float32", "data"])
+
+
+def _settings(case):
+    """A case's ``name=value`` options: lower-case names are training options,
+    upper-case ones environment variables of the case's process."""
+    return dict(option.split("=") for option in case.split(":") if "=" in option)
 
 
 def _timed(function, repeats):
@@ -74,12 +84,12 @@ def preset_and_images(name, batch, data_dir):
     return preset, images
 
 
-def training_step(preset, images, precision, recompute=False):
+def training_step(preset, images, precision, recompute=False, microbatches=1):
     """(trainer, a function running one training step on a fixed batch)."""
     from vnca_tf.training import Trainer
 
     trainer = Trainer(preset, tempfile.mkdtemp(), dataset=images, validation_dataset=images,
-                      precision=precision, recompute=recompute)
+                      precision=precision, recompute=recompute, microbatches=microbatches)
     batch_images = next(trainer._batches(0))
     return trainer, lambda: float(trainer._train_step(batch_images)["loss"])
 
@@ -98,11 +108,12 @@ def run_case(case):
 
     kind, name, batch, precision, *options = case.split(":")
     batch, recompute = int(batch), "recompute" in options
+    microbatches = int(_settings(case).get("microbatches", 1))
     preset, images = preset_and_images(name, batch, FLAGS.data_dir)
     result = {"case": case, "kind": kind, "preset": name, "batch": batch,
-              "precision": precision, "recompute": recompute}
+              "precision": precision, "recompute": recompute, "microbatches": microbatches}
     if kind in ("train", "loop"):
-        trainer, step = training_step(preset, images, precision, recompute)
+        trainer, step = training_step(preset, images, precision, recompute, microbatches)
         result.update(_timed(step, FLAGS.repeats))
         if kind == "loop":  # The whole loop: pipeline, summaries, checkpoints.
             steps = 10
@@ -152,7 +163,9 @@ def main(argv):
             [sys.executable, os.path.abspath(__file__), f"--case={case}",
              f"--repeats={FLAGS.repeats}"] + ([f"--data_dir={FLAGS.data_dir}"]
                                               if FLAGS.data_dir else []),
-            capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+            capture_output=True, text=True,
+            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2",
+                 **{k: v for k, v in _settings(case).items() if k.isupper()}})
         lines = [l for l in output.stdout.splitlines() if l.startswith("RESULT ")]
         if output.returncode or not lines:
             print(f"  {case}: failed\n{output.stderr[-2000:]}")
