@@ -17,12 +17,14 @@ import sys
 from absl import app, flags
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from benchmark import _timed  # noqa: E402  (defines --repeats)
 
 flags.DEFINE_string("preset", "mnist", "A doubling VNCA preset.")
 flags.DEFINE_integer("batch", 32, "Images per step.")
 flags.DEFINE_enum("precision", "mixed_bfloat16", ["float32", "mixed_bfloat16"],
                   "The update network's compute precision.")
-flags.DEFINE_integer("repeats", 5, "Timed runs per grid size, after warm-up.")
 FLAGS = flags.FLAGS
 
 
@@ -30,7 +32,6 @@ def main(argv):
     del argv
     import tensorflow as tf
 
-    from benchmark import _timed
     from vnca_tf import configs
     from vnca_tf.configs import SEED_SIZE
     from vnca_tf.model import build_model
