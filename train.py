@@ -38,7 +38,7 @@ flags.DEFINE_enum("precision", "float32", ["float32", "mixed_bfloat16", "mixed_f
                   "bfloat16 units), mixed_float16 in float16 with dynamic loss scaling "
                   "(older GPUs); likelihood, KL and loss stay float32.")
 flags.DEFINE_bool("recompute", False, "Recompute each NCA step in backprop instead of "
-                  "storing its activations: less memory, about a third more time.")
+                  "storing its activations: less memory, about 40% more time.")
 flags.DEFINE_integer("microbatches", 1, "Split each replica's batch into this many parts "
                      "and sum their gradients: the same update in less memory.")
 flags.DEFINE_bool("deterministic", False, "Enable TensorFlow op determinism.")
