@@ -98,9 +98,10 @@ def test_non_doubling_decoder_checks_grid_and_step_count():
 
 
 def test_decoders_compile_with_xla_and_match_eager_values_and_gradients(rng):
-    doubling = DoublingNCA(_update_net(6, perturb_seed=4), num_doublings=2,
-                           steps_per_stage=3)
-    non_doubling = NonDoublingNCA(_update_net(6, kind="small", perturb_seed=5), (8, 8), 2, 4)
+    # Each decoder also with per-step recomputation (sharing its update net):
+    # eager and XLA, the same loss and gradients as the plain eager decoder.
+    doubling_net = _update_net(6, perturb_seed=4)
+    small_net = _update_net(6, kind="small", perturb_seed=5)
     z = tf.constant(rng.normal(size=(2, 6)).astype(np.float32))
 
     def loss_and_gradients(decoder, **kwargs):
@@ -108,14 +109,19 @@ def test_decoders_compile_with_xla_and_match_eager_values_and_gradients(rng):
             loss = tf.reduce_sum(tf.square(decoder(decoder.seed(z), **kwargs)))
         return loss, tape.gradient(loss, decoder.update_net.trainable_variables)
 
-    for decoder, kwargs in ((doubling, {}), (non_doubling, {"num_steps": tf.constant(3)})):
-        eager_loss, eager_grads = loss_and_gradients(decoder, **kwargs)
-        xla = tf.function(lambda: loss_and_gradients(decoder, **kwargs), jit_compile=True)
-        xla_loss, xla_grads = xla()
-        np.testing.assert_allclose(xla_loss, eager_loss, rtol=1e-4)
-        for xla_grad, eager_grad in zip(xla_grads, eager_grads):
-            assert np.abs(eager_grad).max() > 0
-            np.testing.assert_allclose(xla_grad, eager_grad, rtol=1e-3, atol=1e-4)
+    for make, kwargs in (
+            (lambda r: DoublingNCA(doubling_net, num_doublings=2, steps_per_stage=3,
+                                   recompute=r), {}),
+            (lambda r: NonDoublingNCA(small_net, (8, 8), 2, 4, recompute=r),
+             {"num_steps": tf.constant(3)})):
+        eager_loss, eager_grads = loss_and_gradients(make(False), **kwargs)
+        for decoder in (make(False), make(True)):
+            xla = tf.function(lambda: loss_and_gradients(decoder, **kwargs), jit_compile=True)
+            for loss, grads in (xla(), loss_and_gradients(decoder, **kwargs)):
+                np.testing.assert_allclose(loss, eager_loss, rtol=1e-4)
+                for grad, eager_grad in zip(grads, eager_grads):
+                    assert np.abs(eager_grad).max() > 0
+                    np.testing.assert_allclose(grad, eager_grad, rtol=1e-3, atol=1e-4)
 
 
 def test_square_damage_zeroes_one_square_per_image_at_seeded_positions():
