@@ -115,7 +115,8 @@ def _channel_bins(mean, log_scale):
     ``mean`` on the [-1, 1] scale, vectorised over leading axes."""
     mean = np.asarray(mean, np.float64)[..., None]
     edges = (np.arange(257) - 0.5) / 127.5 - 1.0
-    cdf = 1.0 / (1.0 + np.exp(-(edges - mean) / np.exp(max(log_scale, -7.0))))
+    with np.errstate(over="ignore"):  # exp -> inf far left gives the CDF's limit 0.
+        cdf = 1.0 / (1.0 + np.exp(-(edges - mean) / np.exp(max(log_scale, -7.0))))
     cdf[..., 0], cdf[..., -1] = 0.0, 1.0
     return np.diff(cdf, axis=-1)
 
