@@ -127,10 +127,13 @@ def main(argv):
            "microbatches": FLAGS.microbatches}
     print(json.dumps({**dataclasses.asdict(preset), "run": run}, indent=2, default=str))
     jit = {"auto": None, "on": True, "off": False}[FLAGS.jit_compile]
-    trainer = training.Trainer(preset, model_dir, strategy, data_dir=FLAGS.data_dir,
-                               data_source=FLAGS.data_source, jit_compile=jit,
-                               precision=FLAGS.precision, recompute=FLAGS.recompute,
-                               microbatches=FLAGS.microbatches)
+    try:
+        trainer = training.Trainer(preset, model_dir, strategy, data_dir=FLAGS.data_dir,
+                                   data_source=FLAGS.data_source, jit_compile=jit,
+                                   precision=FLAGS.precision, recompute=FLAGS.recompute,
+                                   microbatches=FLAGS.microbatches)
+    except ValueError as error:  # Flags that do not fit together or with the machine.
+        raise app.UsageError(str(error))
     if trainer.chief:
         training.save_config(preset, model_dir, {"run": run})
     try:

@@ -298,6 +298,10 @@ def test_cli_prints_and_saves_its_configuration_and_explains_bad_flags(tmp_path,
     assert saved["run"]["command"].startswith("python train.py --preset=test_mnist ")
     unknown = _run(["--preset=mnsit", f"--model_dir={tmp_path}"])
     assert unknown.returncode != 0 and "Known presets" in unknown.stderr
+    parts = _run(["--preset=test_mnist", f"--model_dir={tmp_path / 'p'}", "--batch_size=8",
+                  "--microbatches=3"])
+    assert parts.returncode != 0 and "microbatches must divide the 8 images" in parts.stderr
+    assert "Traceback" not in parts.stderr
     other = _run(["--preset=test_celeb_a", f"--model_dir={tmp_path}", "--num_steps=1"])
     assert other.returncode != 0 and "another model" in other.stderr
     missing = _run(["--preset=test_mnist", f"--model_dir={tmp_path / 'x'}",
