@@ -274,6 +274,8 @@ class Trainer:
         parts, one after the other (so that only one part's activations live at a
         time), with gradients and sums added up and the final cells concatenated."""
         parts = self.microbatches
+        if parts == 1:  # The default: no loop, no accumulators on the step's path.
+            return self._loss_and_gradients(images, noise, num_steps, pool_cells, from_pool)
         size = self.local_batch // parts
         inputs = [images, noise] + ([] if pool_cells is None else [pool_cells, from_pool])
         inputs = [tf.reshape(t, [parts, size, *t.shape[1:]]) for t in inputs]
