@@ -2,8 +2,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import keras
+
 from conftest import count_params
+from vnca_tf import configs
+from vnca_tf.initializers import FanInUniform
 from vnca_tf.layers import Doubling, Residual, UpdateNet
+from vnca_tf.model import VNCA, build_model
 
 
 def _built(layer, channels):
@@ -58,3 +63,42 @@ def test_doubling_copies_every_cell_right_below_and_diagonally(rng):
 def test_unknown_update_net_kind_is_an_error():
     with pytest.raises(ValueError, match="'gru'"):
         UpdateNet(8, 8, "gru")
+
+
+def _check_uniform(values, bound, moments=True):
+    """Values inside (-bound, bound); with ``moments``, a uniform's mean and std."""
+    values = np.asarray(values, np.float64).ravel()
+    assert np.abs(values).max() <= bound * (1 + 1e-6)
+    if moments:  # Large tensors: the mean and std of U(-bound, bound).
+        assert abs(values.mean()) < 0.01 * bound
+        assert values.std() == pytest.approx(bound / np.sqrt(3), rel=0.01)
+    else:  # A bias (32 to 512 values): spread over the interval, not zero.
+        assert np.abs(values).max() > 0.8 * bound and values.std() > 0.4 * bound
+
+
+def test_layers_start_from_pytorchs_default_initialisation():
+    # The authors' init: weights and biases U(-1/sqrt(fan_in), 1/sqrt(fan_in)),
+    # the update net's last layer zero (fidelity README's table).
+    keras.utils.set_random_seed(0)
+    model = VNCA(configs.get_preset("mnist").model)
+    encoder, net = model.encoder, model.update_net
+    for layer, fan_in in ((encoder.first_conv, 1 * 25), (encoder.strided_3, 256 * 25),
+                          (encoder.dense, 2048), (net.perceive, 256 * 9),
+                          (net.body_0.inner, 256), (net.body_3.outer, 256)):
+        _check_uniform(layer.kernel, 1 / np.sqrt(fan_in), 
+                       moments=np.prod(layer.kernel.shape) > 50_000)
+        _check_uniform(layer.bias, 1 / np.sqrt(fan_in), moments=False)
+    assert not np.any(net.out.kernel.numpy()) and not np.any(net.out.bias.numpy())
+    # Transposed convolutions: fan-in out_channels * 25, as PyTorch counts it.
+    baseline = build_model(configs.get_preset("mnist_baseline").model)
+    upsample = baseline.upsample_0
+    assert upsample.kernel.shape == (5, 5, 256, 512)
+    _check_uniform(upsample.kernel, 1 / np.sqrt(256 * 25))
+    _check_uniform(upsample.bias, 1 / np.sqrt(256 * 25), moments=False)
+
+
+def test_fan_in_uniform_rejects_a_bad_fan_in_and_round_trips():
+    with pytest.raises(ValueError, match="fan_in must be >= 1"):
+        FanInUniform(0)
+    restored = FanInUniform.from_config(FanInUniform(25, seed=3).get_config())
+    assert (restored.fan_in, restored.maxval) == (25, 0.2)

@@ -5,6 +5,7 @@ The VNCA's encoder; a dense layer from z to a 2x2 grid of ``baseline_channels``
 doubling the grid and halving the channels, with ELUs, until the grid covers the
 image; a last 5x5 transposed convolution to the likelihood's channels, cropped
 to the image (PyTorch's padding: 4 for 28x28 MNIST, 2 for 64x64 CelebA).
+Every layer starts from PyTorch's default initialisation, as the authors' did.
 """
 
 import math
@@ -13,6 +14,7 @@ import tensorflow as tf
 from keras import layers
 
 from vnca_tf.configs import SEED_SIZE, ModelConfig
+from vnca_tf.initializers import torch_defaults
 from vnca_tf.layers import add_sublayers, sublayers
 from vnca_tf.nca import damage_right_half
 from vnca_tf.vae import VAE
@@ -32,12 +34,16 @@ class ConvBaseline(VAE):
         channels = config.baseline_channels
         self.dense = layers.Dense(SEED_SIZE * SEED_SIZE * channels,
                                   activation="elu" if config.baseline_dense_elu else None,
-                                  name="dense")
+                                  name="dense", **torch_defaults(config.latent_size))
+        # A transposed convolution's fan-in is out_channels * 5 * 5 (PyTorch's rule).
         add_sublayers(self, "upsample", (
             layers.Conv2DTranspose(channels // 2 ** (i + 1), _KERNEL, strides=2,
-                                   padding="same", activation="elu", name=f"upsample_{i}")
+                                   padding="same", activation="elu", name=f"upsample_{i}",
+                                   **torch_defaults(channels // 2 ** (i + 1) * _KERNEL ** 2))
             for i in range(self.num_upsamplings)))
-        self.out = layers.Conv2DTranspose(self.likelihood.cell_channels, _KERNEL, name="out")
+        cell_channels = self.likelihood.cell_channels
+        self.out = layers.Conv2DTranspose(cell_channels, _KERNEL, name="out",
+                                          **torch_defaults(cell_channels * _KERNEL ** 2))
         self.dense.build((None, config.latent_size))
         shape = (None, SEED_SIZE, SEED_SIZE, channels)
         for layer in self.upsamplers:
@@ -50,12 +56,13 @@ class ConvBaseline(VAE):
     def upsamplers(self):
         return sublayers(self, "upsample", self.num_upsamplings)
 
-    def decode_cells(self, z, seed=None, num_steps=None, damage_before: int = None):
-        """The decoder's output (B, H, W, likelihood channels); ``seed`` and
-        ``num_steps`` are unused (the decoder is deterministic). With
+    def decode_cells(self, z, seed=None, num_steps=None, rows=None,
+                     damage_before: int = None):
+        """The decoder's output (B, H, W, likelihood channels); ``seed``,
+        ``num_steps`` and ``rows`` are unused (the decoder is deterministic). With
         ``damage_before=i``, the right half of the hidden state is zeroed just
         before up-convolution i (0 = the 2x2 grid; the paper's Fig. 11)."""
-        del seed, num_steps
+        del seed, num_steps, rows
         channels = self.config.baseline_channels
         hidden = tf.reshape(self.dense(z), [-1, SEED_SIZE, SEED_SIZE, channels])
         for index, layer in enumerate(self.upsamplers):

@@ -3,7 +3,8 @@
 Conv 5x5 (32 channels, stride 1), then four Conv 5x5 stride-2 layers doubling
 the channels (64, 128, 256, 512), ELU after each, flatten, Dense to 2|z|: the
 first half is the mean, the second half log(sigma), the log standard deviation
-(as the authors' code reads it). Padding is explicit and as in PyTorch (2 on
+(as the authors' code reads it). Every layer starts from PyTorch's default
+initialisation (``vnca_tf.initializers``), as the authors' did. Padding is explicit and as in PyTorch (2 on
 every side), so the layer shapes are the authors'; images whose side is not a
 multiple of 16 get the extra zeros in the first padding (MNIST 28x28: 4 on each
 side, as the baseline of appendix A.6; CelebA 62x62: 3).
@@ -13,6 +14,7 @@ import keras
 from keras import layers
 
 from vnca_tf.configs import ENCODER_DOWNSAMPLING
+from vnca_tf.initializers import torch_defaults
 from vnca_tf.layers import add_sublayers, sublayers
 
 _KERNEL = 5
@@ -28,23 +30,25 @@ def _first_padding(side: int):
 
 
 class Encoder(keras.layers.Layer):
-    """Images in [0, 1], (B, H, W, C) -> (mean, log_sigma), each (B, latent_size)."""
+    """Images (B, H, W, C), as the likelihood scales them for the encoder ->
+    (mean, log_sigma), each (B, latent_size). The layers are made in ``build``:
+    the first one's and the dense layer's fan-in depend on the image shape."""
 
     def __init__(self, latent_size: int, base_channels: int = 32, **kwargs):
         super().__init__(**kwargs)
         self.latent_size = latent_size
         self.base_channels = base_channels
-        self.first_conv = layers.Conv2D(base_channels, _KERNEL, activation="elu",
-                                        name="conv_0")
-        add_sublayers(self, "strided", (
-            layers.Conv2D(base_channels * 2 ** i, _KERNEL, strides=2, activation="elu",
-                          name=f"conv_{i}")
-            for i in range(1, _NUM_STRIDED + 1)))
         self.flatten = layers.Flatten()
-        self.dense = layers.Dense(2 * latent_size, name="dense")
 
     def build(self, input_shape):
         _, height, width, channels = input_shape
+        base = self.base_channels
+        self.first_conv = layers.Conv2D(base, _KERNEL, activation="elu", name="conv_0",
+                                        **torch_defaults(channels * _KERNEL ** 2))
+        add_sublayers(self, "strided", (
+            layers.Conv2D(base * 2 ** i, _KERNEL, strides=2, activation="elu",
+                          name=f"conv_{i}", **torch_defaults(base * 2 ** (i - 1) * _KERNEL ** 2))
+            for i in range(1, _NUM_STRIDED + 1)))
         self.first_padding = layers.ZeroPadding2D((_first_padding(height),
                                                    _first_padding(width)))
         self.padding = layers.ZeroPadding2D(_PAD)
@@ -56,7 +60,10 @@ class Encoder(keras.layers.Layer):
             shape = self.padding.compute_output_shape(shape)
             conv.build(shape)
             shape = conv.compute_output_shape(shape)
-        self.dense.build((None, shape[1] * shape[2] * shape[3]))
+        flat_size = shape[1] * shape[2] * shape[3]
+        self.dense = layers.Dense(2 * self.latent_size, name="dense",
+                                  **torch_defaults(flat_size))
+        self.dense.build((None, flat_size))
 
     def call(self, images):
         hidden = self.first_conv(self.first_padding(images))

@@ -1,10 +1,14 @@
 """Keras layers of the NCA decoder: Residual, UpdateNet and Doubling.
 
 All layers take NHWC cell grids; the update network is applied to every cell
-with the same weights (3x3 neighbourhood, then 1x1 convolutions).
+with the same weights (3x3 neighbourhood, then 1x1 convolutions). Convolutions
+start from PyTorch's default initialisation, as in the authors' code, except the
+update network's last one, which starts at zero.
 """
 
 from keras import layers, ops
+
+from vnca_tf.initializers import torch_defaults
 
 
 def add_sublayers(owner: layers.Layer, prefix: str, sublayers) -> int:
@@ -32,8 +36,8 @@ class Residual(layers.Layer):
     def __init__(self, channels: int, **kwargs):
         super().__init__(**kwargs)
         self.channels = channels
-        self.inner = layers.Conv2D(channels, 1, name="conv_in")
-        self.outer = layers.Conv2D(channels, 1, name="conv_out")
+        self.inner = layers.Conv2D(channels, 1, name="conv_in", **torch_defaults(channels))
+        self.outer = layers.Conv2D(channels, 1, name="conv_out", **torch_defaults(channels))
 
     def build(self, input_shape):
         self.inner.build(input_shape)
@@ -41,7 +45,6 @@ class Residual(layers.Layer):
 
     def call(self, x):
         return x + self.outer(ops.elu(self.inner(x)))
-
 
 
 class UpdateNet(layers.Layer):
@@ -64,12 +67,14 @@ class UpdateNet(layers.Layer):
         self.kind = kind
         self.num_residual_blocks = num_residual_blocks
         self.num_hidden_layers = num_hidden_layers
-        self.perceive = layers.Conv2D(hidden_size, 3, padding="same", name="perceive")
+        self.perceive = layers.Conv2D(hidden_size, 3, padding="same", name="perceive",
+                                      **torch_defaults(state_size * 3 * 3))
         if kind == "residual":
             body = (Residual(hidden_size, name=f"residual_{i}")
                     for i in range(num_residual_blocks))
         else:
-            body = (layers.Conv2D(hidden_size, 1, activation="elu", name=f"hidden_{i}")
+            body = (layers.Conv2D(hidden_size, 1, activation="elu", name=f"hidden_{i}",
+                                  **torch_defaults(hidden_size))
                     for i in range(num_hidden_layers))
         self.body_size = add_sublayers(self, "body", body)
         self.out = layers.Conv2D(state_size, 1, use_bias=(kind == "residual"),
@@ -90,7 +95,6 @@ class UpdateNet(layers.Layer):
         for layer in sublayers(self, "body", self.body_size):
             hidden = layer(hidden)
         return self.out(hidden)
-
 
 
 class Doubling(layers.Layer):
