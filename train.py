@@ -1,6 +1,8 @@
 """Trains a VNCA: python train.py --dataset=celeb_a [--model_dir=runs/celeb_a] [...]
 
---dataset picks the paper's preset for that dataset, --preset any preset
+--dataset picks the preset behind the paper's number for that dataset (with
+--model=damage the non-doubling model, --model=baseline the convolutional VAE),
+--preset any preset
 (python train.py --list_presets lists them). Runs on whatever the machine has:
 several GPUs (MirroredStrategy), several hosts (MultiWorkerMirroredStrategy,
 from TF_CONFIG), or one device. Starting again with the same --model_dir
@@ -19,7 +21,8 @@ from vnca_tf import configs
 
 flags.DEFINE_string("dataset", None, "binarized_mnist (or mnist), celeb_a or noto_emoji: "
                     "trains the paper's preset for it.")
-flags.DEFINE_enum("model", "vnca", ["vnca", "baseline"], "With --dataset: the VNCA or "
+flags.DEFINE_enum("model", "vnca", list(configs.MODEL_KINDS), "With --dataset: the "
+                  "doubling VNCA, the non-doubling VNCA trained to regrow after damage, or "
                   "the paper's deep convolutional VAE baseline for that dataset.")
 flags.DEFINE_string("preset", None, "Any preset name (see --list_presets).")
 flags.DEFINE_bool("list_presets", False, "List the presets and exit.")
@@ -64,18 +67,10 @@ def resolve_preset() -> configs.Preset:
     if bool(FLAGS.dataset) == bool(FLAGS.preset):
         raise app.UsageError("Give exactly one of --dataset and --preset.")
     if FLAGS.dataset:
-        by_dataset = {"binarized_mnist": "mnist", "mnist": "mnist", "celeb_a": "celeb_a",
-                      "noto_emoji": "noto_emoji"}
-        if FLAGS.dataset not in by_dataset:
-            raise app.UsageError(f"Unknown --dataset {FLAGS.dataset!r}; use one of "
-                                 f"{', '.join(by_dataset)} (or --preset).")
-        name = by_dataset[FLAGS.dataset]
-        if FLAGS.model == "baseline":
-            name += "_baseline"
-            if name not in configs.PRESETS:
-                raise app.UsageError(f"The paper has no baseline for {FLAGS.dataset}; "
-                                     "baselines: mnist, celeb_a.")
-        preset = configs.get_preset(name)
+        try:
+            preset = configs.preset_for(FLAGS.dataset, FLAGS.model)
+        except ValueError as error:
+            raise app.UsageError(str(error))
     else:
         try:
             preset = configs.get_preset(FLAGS.preset)

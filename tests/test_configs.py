@@ -23,18 +23,50 @@ def test_paper_presets_carry_the_papers_numbers():
     assert configs.get_preset("celeb_a_beta100").train.beta == 100.0
     assert configs.get_preset("noto_emoji").model.image_shape == (64, 64, 3)
 
-    damage = configs.get_preset("mnist_damage")
-    assert damage.model.decoder == "non_doubling"
-    assert damage.model.image_shape == (28, 28, 1)
-    assert damage.model.update_net == "small"
-    assert (damage.model.latent_size, damage.model.hidden_size) == (128, 128)
-    assert (damage.model.min_steps, damage.model.max_steps) == (32, 64)
-    assert (damage.train.batch_size, damage.train.pool_size) == (128, 1024)
+    beta100 = configs.get_preset("celeb_a_beta100")  # The authors' code behind 5.40.
+    assert (beta100.train.beta, beta100.train.clip_norm, beta100.model.num_mixtures) == (
+        100.0, 1.0, 4)
+    assert (beta100.model.posterior_loc_bound,
+            beta100.model.posterior_log_scale_bound) == (100.0, 7.0)
+    assert celeb_a.model.encoder_input == "likelihood_scale"  # x / 127.5 - 1
 
-    celeb_damage = configs.get_preset("celeb_a_damage")
-    assert celeb_damage.model.image_shape == (62, 62, 3)
-    assert celeb_damage.model.hidden_size == 128
-    assert (celeb_damage.model.min_steps, celeb_damage.model.max_steps) == (64, 128)
+    # Non-doubling MNIST: the code behind -90.97 nats, and the paper's text.
+    for name, probability, clip in (("mnist_damage", 0.5, 1.0),
+                                    ("mnist_damage_text", 1.0, 10.0)):
+        damage = configs.get_preset(name)
+        assert damage.model.decoder == "non_doubling"
+        assert damage.model.image_shape == (28, 28, 1)
+        assert damage.model.update_net == "small"
+        assert (damage.model.latent_size, damage.model.hidden_size) == (128, 128)
+        assert (damage.model.min_steps, damage.model.max_steps) == (32, 64)
+        assert (damage.train.batch_size, damage.train.pool_size) == (128, 1024)
+        assert (damage.model.update_probability, damage.train.clip_norm) == (
+            probability, clip)
+
+    # Non-doubling CelebA: the code behind 5.03 bits/dim, and the paper's text.
+    code, text = (configs.get_preset(n) for n in ("celeb_a_damage", "celeb_a_damage_text"))
+    assert (code.model.image_shape, code.model.latent_size, code.model.hidden_size,
+            code.model.update_net, code.model.num_residual_blocks,
+            code.train.damage_size) == ((32, 32, 3), 256, 128, "residual", 4, 16)
+    assert (text.model.image_shape, text.model.latent_size, text.model.hidden_size,
+            text.model.update_net, text.train.damage_size) == (
+        (62, 62, 3), 128, 128, "small", 31)
+    for damage in (code, text):
+        assert (damage.model.min_steps, damage.model.max_steps) == (64, 128)
+
+
+@pytest.mark.parametrize("dataset, model, name", [
+    ("binarized_mnist", "vnca", "mnist"), ("celeb_a", "vnca", "celeb_a"),
+    ("noto_emoji", "vnca", "noto_emoji"), ("binarized_mnist", "damage", "mnist_damage"),
+    ("celeb_a", "damage", "celeb_a_damage"), ("celeb_a", "baseline", "celeb_a_baseline"),
+])
+def test_datasets_pick_the_preset_behind_the_papers_number(dataset, model, name):
+    assert configs.preset_for(dataset, model).name == name
+
+
+def test_a_dataset_without_that_experiment_lists_the_known_ones():
+    with pytest.raises(ValueError, match="no baseline experiment on 'noto_emoji'.*celeb_a"):
+        configs.preset_for("noto_emoji", "baseline")
 
 
 def test_unknown_preset_lists_the_known_ones():
@@ -53,6 +85,13 @@ def test_unknown_preset_lists_the_known_ones():
     (dict(num_doublings=3), "16x16"),
     (dict(image_shape=(32, 32, 3)), "1 channel"),
     (dict(latent_size=0), "at least"),
+    (dict(update_probability=0.0), "update_probability must be in"),
+    (dict(update_probability=1.5), "update_probability must be in"),
+    (dict(update_probability=float("nan")), "update_probability must be in"),
+    (dict(encoder_input="zero_one"), "encoder_input 'zero_one'"),
+    (dict(posterior_loc_bound=-1.0), "posterior_loc_bound must be > 0"),
+    (dict(posterior_log_scale_bound=0.0), "posterior_log_scale_bound must be > 0"),
+    (dict(architecture="baseline", update_probability=0.5), "baseline has none"),
 ])
 def test_inconsistent_model_configs_are_rejected(changes, words):
     with pytest.raises(ValueError, match=words):

@@ -201,3 +201,39 @@ def test_decode_mean_equals_the_means_of_decode_pictures(rng):
     z = rng.normal(size=(2, 16)).astype(np.float32)
     _, means = model.decode_pictures(z, seed=9)
     np.testing.assert_array_equal(model.decode_mean(z, seed=9), means)
+
+
+def test_rgb_images_enter_the_encoder_on_the_mixtures_scale():
+    # The authors feed x / 255 * 2 - 1; "unit_interval" keeps x / 255.
+    config = configs.get_preset("test_celeb_a").model
+    pixels = tf.constant([0.0, 127.5, 255.0])
+    np.testing.assert_allclose(VNCA(config).likelihood.encoder_input(pixels), [-1, 0, 1])
+    unit = VNCA(dataclasses.replace(config, encoder_input="unit_interval"))
+    np.testing.assert_allclose(unit.likelihood.encoder_input(pixels), [0, 0.5, 1])
+    binary = _model("test_mnist")
+    np.testing.assert_array_equal(binary.likelihood.encoder_input(tf.constant([0.0, 1.0])),
+                                  [0, 1])
+
+
+def test_posterior_clamps_bound_the_mean_and_log_sigma(rng):
+    model = _model("test_mnist", posterior_loc_bound=100.0, posterior_log_scale_bound=7.0)
+    free = _model("test_mnist")
+    size = model.config.latent_size
+    bias = np.r_[np.full(size // 2, 500.0), np.full(size - size // 2, -3.0),
+                 np.full(size // 2, -20.0), np.full(size - size // 2, 9.0)]
+    for m in (model, free):
+        m.encoder.dense.bias.assign(bias)
+    x = binary_images(rng, 2, 32)
+    with tf.GradientTape() as tape:
+        posterior = model.encode(x)
+        total = tf.reduce_sum(posterior.mean()) + tf.reduce_sum(posterior.stddev())
+    loc, scale = posterior.mean().numpy(), posterior.stddev().numpy()
+    assert np.all(loc[:, :size // 2] == 100.0) and np.all(loc[:, size // 2:] < 0)
+    np.testing.assert_allclose(scale[:, :size // 2], np.exp(-7.0), rtol=1e-6)
+    np.testing.assert_allclose(scale[:, size // 2:], np.exp(7.0), rtol=1e-6)
+    # Clamped outputs pass no gradient (as torch.clamp): only the free means do.
+    bias_gradient = tape.gradient(total, model.encoder.dense.bias).numpy()
+    np.testing.assert_array_equal(bias_gradient[:size // 2], 0)
+    np.testing.assert_array_equal(bias_gradient[size:], 0)
+    assert np.all(bias_gradient[size // 2:size] == 2.0)  # d(loc)/d(bias), two images.
+    assert free.encode(x).mean().numpy().max() > 400  # Without clamps: free.

@@ -99,7 +99,10 @@ def test_non_doubling_decoder_checks_grid_and_step_count():
 
 def test_decoders_compile_with_xla_and_match_eager_values_and_gradients(rng):
     # Each decoder also with per-step recomputation (sharing its update net):
-    # eager and XLA, the same loss and gradients as the plain eager decoder.
+    # eager and XLA, the same loss and gradients as the plain decoder. With
+    # stochastic updates, XLA draws other masks from the same seed (its random
+    # bit generator is not the CPU kernels'), so there each mode is compared
+    # with the plain decoder in the same mode.
     doubling_net = _update_net(6, perturb_seed=4)
     small_net = _update_net(6, kind="small", perturb_seed=5)
     z = tf.constant(rng.normal(size=(2, 6)).astype(np.float32))
@@ -109,19 +112,62 @@ def test_decoders_compile_with_xla_and_match_eager_values_and_gradients(rng):
             loss = tf.reduce_sum(tf.square(decoder(decoder.seed(z), **kwargs)))
         return loss, tape.gradient(loss, decoder.update_net.trainable_variables)
 
-    for make, kwargs in (
+    def xla(decoder, **kwargs):
+        return tf.function(lambda: loss_and_gradients(decoder, **kwargs), jit_compile=True)()
+
+    for make, kwargs, same_masks in (
             (lambda r: DoublingNCA(doubling_net, num_doublings=2, steps_per_stage=3,
-                                   recompute=r), {}),
+                                   recompute=r), {}, True),
             (lambda r: NonDoublingNCA(small_net, (8, 8), 2, 4, recompute=r),
-             {"num_steps": tf.constant(3)})):
-        eager_loss, eager_grads = loss_and_gradients(make(False), **kwargs)
+             {"num_steps": tf.constant(3)}, True),
+            (lambda r: NonDoublingNCA(small_net, (8, 8), 2, 4, update_probability=0.5,
+                                      recompute=r),
+             {"num_steps": tf.constant(3), "seed": tf.constant([3, 4])}, False)):
+        eager_reference = loss_and_gradients(make(False), **kwargs)
+        xla_reference = eager_reference if same_masks else xla(make(False), **kwargs)
         for decoder in (make(False), make(True)):
-            xla = tf.function(lambda: loss_and_gradients(decoder, **kwargs), jit_compile=True)
-            for loss, grads in (xla(), loss_and_gradients(decoder, **kwargs)):
-                np.testing.assert_allclose(loss, eager_loss, rtol=1e-4)
-                for grad, eager_grad in zip(grads, eager_grads):
-                    assert np.abs(eager_grad).max() > 0
-                    np.testing.assert_allclose(grad, eager_grad, rtol=1e-3, atol=1e-4)
+            for (loss, grads), (reference_loss, reference_grads) in (
+                    (xla(decoder, **kwargs), xla_reference),
+                    (loss_and_gradients(decoder, **kwargs), eager_reference)):
+                np.testing.assert_allclose(loss, reference_loss, rtol=1e-4)
+                for grad, reference in zip(grads, reference_grads):
+                    assert np.abs(reference).max() > 0
+                    np.testing.assert_allclose(grad, reference, rtol=1e-3, atol=1e-4)
+
+
+def test_stochastic_updates_change_whole_cells_with_the_given_probability(rng):
+    net = _update_net(6, kind="small", perturb_seed=6)
+    decoder = NonDoublingNCA(net, (16, 16), 1, 4, update_probability=0.5)
+    cells = tf.constant(rng.normal(size=(8, 16, 16, 6)).astype(np.float32))
+    seed = tf.constant([5, 6])
+    stepped = decoder(cells, num_steps=1, seed=seed).numpy()
+    changed = stepped != cells.numpy()
+    # Per cell: all of a cell's channels update, or none (a Bernoulli mask per
+    # cell), and about half the cells do.
+    assert np.array_equal(changed.all(-1), changed.any(-1))
+    assert 0.45 < changed.all(-1).mean() < 0.55
+    every = NonDoublingNCA(net, (16, 16), 1, 4)(cells, num_steps=1).numpy()
+    np.testing.assert_allclose(stepped[changed], every[changed], rtol=1e-6)
+    # The same seed, the same masks; another seed, others.
+    np.testing.assert_array_equal(decoder(cells, num_steps=1, seed=seed), stepped)
+    assert np.any(decoder(cells, num_steps=1, seed=tf.constant([5, 7])).numpy() != stepped)
+    # A batch in parts, each told its rows, gets the whole batch's masks.
+    grown = decoder(cells, num_steps=3, seed=seed).numpy()
+    parts = [decoder(cells[first:first + 4], num_steps=3, seed=seed, rows=(first, 8))
+             for first in (0, 4)]
+    np.testing.assert_array_equal(np.concatenate(parts), grown)
+    with pytest.raises(ValueError, match="draws its update masks from a seed"):
+        decoder(cells, num_steps=1)
+
+
+def test_doubling_stages_draw_the_same_masks_wherever_growth_starts(rng):
+    net = _update_net(6, perturb_seed=7)
+    decoder = DoublingNCA(net, num_doublings=2, steps_per_stage=2, update_probability=0.5)
+    z = tf.constant(rng.normal(size=(3, 6)).astype(np.float32))
+    seed = tf.constant([1, 2])
+    whole = decoder(decoder.seed(z), seed=seed)
+    after_stage_0 = decoder.doubling(decoder(decoder.seed(z), last_stage=0, seed=seed))
+    np.testing.assert_array_equal(decoder(after_stage_0, seed=seed), whole)
 
 
 def test_square_damage_zeroes_one_square_per_image_at_seeded_positions():

@@ -154,6 +154,10 @@ class BernoulliLikelihood:
     cell_channels = 1
     max_value = 1.0
 
+    def encoder_input(self, images):
+        """What the encoder sees: the 0/1 images as they are (either scaling)."""
+        return images
+
     def distribution(self, cells) -> tfd.Distribution:
         logits = tf.cast(cells[..., :1], tf.float32)
         return tfd.Independent(tfd.Bernoulli(logits=logits, dtype=tf.float32),
@@ -178,10 +182,20 @@ class LogisticMixtureLikelihood:
 
     max_value = 255.0
 
-    def __init__(self, num_mixtures: int = 1, num_mean_samples: int = 100):
+    def __init__(self, num_mixtures: int = 1, num_mean_samples: int = 100,
+                 encoder_input: str = "likelihood_scale"):
         self.num_mixtures = num_mixtures
         self.cell_channels = 10 * num_mixtures
         self.num_mean_samples = num_mean_samples
+        self.encoder_scaling = encoder_input
+
+    def encoder_input(self, images):
+        """What the encoder sees: float images 0..255 on the mixture's [-1, 1]
+        scale, computed as the authors' code does (x / 255 * 2 - 1), or in [0, 1]
+        for ``encoder_input="unit_interval"``."""
+        if self.encoder_scaling == "unit_interval":
+            return images / self.max_value
+        return images / self.max_value * 2.0 - 1.0
 
     def distribution(self, cells) -> tfd.Distribution:
         params = tf.cast(cells[..., :self.cell_channels], tf.float32)
@@ -211,4 +225,4 @@ def make_likelihood(config):
     """The likelihood a ModelConfig names."""
     if config.likelihood == "bernoulli":
         return BernoulliLikelihood()
-    return LogisticMixtureLikelihood(config.num_mixtures)
+    return LogisticMixtureLikelihood(config.num_mixtures, encoder_input=config.encoder_input)

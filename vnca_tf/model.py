@@ -21,29 +21,36 @@ class VNCA(VAE):
             num_hidden_layers=config.num_hidden_layers, name="update_net")
         if config.decoder == "doubling":
             self.decoder = DoublingNCA(self.update_net, config.num_doublings,
-                                       config.steps_per_stage, recompute, name="decoder")
+                                       config.steps_per_stage, config.update_probability,
+                                       recompute, name="decoder")
         else:
             self.decoder = NonDoublingNCA(self.update_net, config.image_shape[:2],
-                                          config.min_steps, config.max_steps, recompute,
+                                          config.min_steps, config.max_steps,
+                                          config.update_probability, recompute,
                                           name="decoder")
         self.decoder.build((None, None, None, config.latent_size))
         self.built = True
 
-    def grow(self, cells, seed=None, num_steps=None, return_trajectory=False):
+    def grow(self, cells, seed=None, num_steps=None, return_trajectory=False, rows=None):
         """Runs the NCA from given cells (seeds, pooled or damaged states).
 
         For the non-doubling decoder the step count is ``num_steps`` or drawn
-        from ``seed``; returns final cells, and the trajectory on request.
+        from ``seed``; the update masks (update_probability < 1) come from
+        ``seed`` too, for the images at ``rows`` of their batch (see
+        nca.update_masks). Returns final cells, and the trajectory on request.
         """
+        seed = as_seed(seed)
+        masks = _mask_arguments(seed, rows)
         if self.config.decoder == "doubling":
-            return self.decoder(cells, return_trajectory=return_trajectory)
+            return self.decoder(cells, return_trajectory=return_trajectory, **masks)
         if num_steps is None:
-            num_steps = self.decoder.draw_num_steps(as_seed(seed))
-        return self.decoder(cells, num_steps=num_steps, return_trajectory=return_trajectory)
+            num_steps = self.decoder.draw_num_steps(seed)
+        return self.decoder(cells, num_steps=num_steps, return_trajectory=return_trajectory,
+                            **masks)
 
-    def decode_cells(self, z, seed=None, num_steps=None):
+    def decode_cells(self, z, seed=None, num_steps=None, rows=None):
         """The cells grown from latents z (B, latent_size)."""
-        return self.grow(self.decoder.seed(z), seed, num_steps)
+        return self.grow(self.decoder.seed(z), seed, num_steps, rows=rows)
 
     def growth(self, z, seed=None, num_steps=None):
         """Mean images of every stage of growth, (T, B, H, W, C), for latents z.
@@ -64,32 +71,40 @@ class VNCA(VAE):
         if self.config.decoder != "non_doubling":
             raise ValueError("Damage recovery runs the non-doubling decoder past its "
                              "growth; this model doubles. Use a *_damage preset.")
-        grow_seed, damage_seed, picture_seed = split_seed(seed, 3)
+        grow_seed, damage_seed, picture_seed, recover_seed = split_seed(seed, 4)
         num_steps = num_steps or self.config.max_steps
         grown = self.grow(self.decoder.seed(z), grow_seed, num_steps)
         damaged = damage_square(grown, damage_size or self.config.image_shape[1] // 2,
                                 damage_seed)
-        recovered = self.grow(damaged, num_steps=num_steps)
+        recovered = self.grow(damaged, recover_seed, num_steps)
         return tuple(self.mean_image_of(cells, picture_seed)
                      for cells in (grown, damaged, recovered))
 
-    def damaged_growth(self, z, stage: int):
+    def damaged_growth(self, z, stage: int, seed=None):
         """Final cells when the right half of the cells is zeroed at the start
         of ``stage`` (0: the seed; s >= 1: after stage s-1's steps, just before
-        doubling s): the paper's damage during growth (Fig. 11, doubling VNCA)."""
+        doubling s): the paper's damage during growth (Fig. 11, doubling VNCA).
+        ``seed``: the update masks' (the same as undamaged growth with it)."""
         if self.config.decoder != "doubling":
             raise ValueError("Damage during growth is defined for the doubling VNCA.")
+        masks = _mask_arguments(as_seed(seed))
         cells = self.decoder.seed(z)
         if stage:
             # Damage before or after the doubling is the same: children copy parents.
-            cells = self.decoder.doubling(self.decoder(cells, last_stage=stage - 1))
-        return self.decoder(damage_right_half(cells))
+            cells = self.decoder.doubling(self.decoder(cells, last_stage=stage - 1, **masks))
+        return self.decoder(damage_right_half(cells), **masks)
 
     def damage_during_growth(self, z):
         """Mean images of z grown with the right half zeroed at each stage
         0..num_doublings, stacked to (num_doublings + 1, B, H, W, C) (Fig. 11)."""
         return tf.stack([self.mean_image_of(self.damaged_growth(z, s))
                          for s in range(self.config.num_doublings + 1)])
+
+
+def _mask_arguments(seed, rows=None) -> dict:
+    """The decoder's update-mask arguments (see nca.update_masks) for a grow
+    seed: the masks' own seed is derived from it, apart from the step count's."""
+    return dict(seed=tf.random.experimental.stateless_fold_in(seed, 1), rows=rows)
 
 
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")

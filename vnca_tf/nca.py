@@ -1,10 +1,14 @@
 """The two NCA decoders (doubling and non-doubling) and the damage operations.
 
 A decoder maps a latent vector to a grid of cell states: ``seed(z)`` lays z out
-on the starting grid and ``call`` runs the automaton, z_t = z_{t-1} + u(z_{t-1})
-on all cells at once (p_update = 1). Steps run in ``tf.while_loop`` so that the
-decoders trace once and compile under XLA; with ``return_trajectory=True`` every
-intermediate grid (upsampled to the final size) is returned for growth figures.
+on the starting grid and ``call`` runs the automaton, z_t = z_{t-1} + m_t u(z_{t-1}),
+where m_t is 1 for every cell (``update_probability`` 1, the paper's text) or a
+per-cell Bernoulli(update_probability) mask drawn anew at every step (as in
+Growing NCA, and in the authors' code behind the non-doubling MNIST number).
+The masks come from a stateless seed, step by step, so a run can be repeated
+exactly. Steps run in ``tf.while_loop`` so that the decoders trace once and
+compile under XLA; with ``return_trajectory=True`` every intermediate grid
+(upsampled to the final size) is returned for growth figures.
 """
 
 import math
@@ -23,23 +27,54 @@ def _upsample(cells, factor: int):
     return tf.repeat(tf.repeat(cells, factor, axis=1), factor, axis=2)
 
 
+def update_masks(probability: float, seed, rows=None):
+    """The per-step update masks: a function of (cells, step index) -> a (B, H, W, 1)
+    float mask of Bernoulli(``probability``) cells, drawn from the stateless
+    ``seed`` folded with the step index; None where every cell updates.
+
+    ``rows`` = (first, total), ints or a shape-[2] int32 tensor: the cells are
+    rows [first, first + B) of a batch of ``total`` images, and get the masks that batch would get, so a batch split
+    over replicas or micro-batches draws the same masks as a whole one.
+    """
+    if probability >= 1.0:
+        return None
+    if seed is None:
+        raise ValueError(f"An NCA with update_probability {probability} draws its "
+                         "update masks from a seed; pass one.")
+
+    def mask(cells, step):
+        batch = tf.shape(cells)[0]
+        first, total = tf.unstack(tf.convert_to_tensor(rows if rows is not None
+                                                       else (0, batch), tf.int32))
+        shape = tf.stack([total, tf.shape(cells)[1], tf.shape(cells)[2], 1])
+        uniform = tf.random.stateless_uniform(
+            shape, tf.random.experimental.stateless_fold_in(seed, step))
+        return tf.cast(uniform[first:first + batch] < probability, cells.dtype)
+
+    return mask
+
+
 class _NCA(layers.Layer):
     """Shared stepping: runs the update network for a number of steps."""
 
-    def __init__(self, update_net, recompute: bool = False, **kwargs):
+    def __init__(self, update_net, update_probability: float = 1.0,
+                 recompute: bool = False, **kwargs):
         # The cell states are float32 whatever the update network computes in.
         super().__init__(dtype="float32", **kwargs)
         self.update_net = update_net
+        self.update_probability = update_probability
         self.recompute = recompute
 
     def build(self, input_shape):
         if not self.update_net.built:
             self.update_net.build(input_shape)
 
-    def step(self, cells):
-        """One NCA step on every cell. The cell state stays in its own dtype
-        (float32) when the update network computes in a mixed precision."""
-        return cells + tf.cast(self.update_net(cells), cells.dtype)
+    def step(self, cells, mask=None):
+        """One NCA step, on every cell or on the cells where ``mask`` is 1. The
+        cell state stays in its own dtype (float32) when the update network
+        computes in a mixed precision."""
+        update = tf.cast(self.update_net(cells), cells.dtype)
+        return cells + (update if mask is None else update * mask)
 
     def _recomputed_step(self):
         """``step`` as a function of (cells, *weights) whose gradient recomputes
@@ -53,12 +88,12 @@ class _NCA(layers.Layer):
         """
         update_net = self.update_net
 
-        def stateless_step(cells, weights):
+        def stateless_step(cells, mask, weights):
             update, _ = update_net.stateless_call(list(weights), [], cells)
-            return cells + tf.cast(update, cells.dtype)
+            return cells + tf.cast(update, cells.dtype) * mask
 
         @tf.custom_gradient
-        def step(cells, *weights):
+        def step(cells, mask, *weights):
             def gradient(d_cells):
                 # Recompute only once the step's output gradient exists: without
                 # this (or with parallel iterations) the backward loop recomputes
@@ -67,36 +102,47 @@ class _NCA(layers.Layer):
                     cells_again = tf.identity(cells)
                 with tf.GradientTape() as tape:
                     tape.watch([cells_again, *weights])
-                    recomputed = stateless_step(cells_again, weights)
-                return tape.gradient(recomputed, [cells_again, *weights],
-                                     output_gradients=d_cells)
+                    recomputed = stateless_step(cells_again, mask, weights)
+                d_cells, *d_weights = tape.gradient(
+                    recomputed, [cells_again, *weights], output_gradients=d_cells)
+                return (d_cells, None, *d_weights)
 
-            return stateless_step(cells, weights), gradient
+            return stateless_step(cells, mask, weights), gradient
 
         return step
 
-    def _run(self, cells, num_steps, max_steps: int, frames=None, first_frame=0,
-             frame_factor=1):
-        """Applies ``num_steps`` steps; with ``frames`` (a TensorArray), writes the
-        grid after step i, upsampled by ``frame_factor``, at ``first_frame + i``.
+    def _run(self, cells, num_steps, max_steps: int, masks=None, first_step=0,
+             frames=None, first_frame=0, frame_factor=1):
+        """Applies ``num_steps`` steps, numbered from ``first_step`` for the update
+        ``masks`` (see ``update_masks``; None: every cell updates); with
+        ``frames`` (a TensorArray), writes the grid after step i, upsampled by
+        ``frame_factor``, at ``first_frame + i``.
 
         With ``recompute`` (and no frames) backprop stores only the cells between
         steps and runs each step again (see ``_recomputed_step``).
         """
+        def mask_of(i, cells):
+            return None if masks is None else masks(cells, first_step + i)
+
         if frames is None:
             if self.recompute:
                 step, weights = self._recomputed_step(), [
                     v.value for v in self.update_net.trainable_variables]
-                body, parallel = (lambda i, c: (i + 1, step(c, *weights))), 1
+
+                def body(i, cells):
+                    mask = mask_of(i, cells)
+                    return i + 1, step(cells, tf.ones([]) if mask is None else mask,
+                                       *weights)
+                parallel = 1
             else:
-                body, parallel = (lambda i, c: (i + 1, self.step(c))), 10
+                body, parallel = (lambda i, c: (i + 1, self.step(c, mask_of(i, c)))), 10
             _, cells = tf.while_loop(lambda i, c: i < num_steps, body,
                                      (tf.constant(0), cells), maximum_iterations=max_steps,
                                      parallel_iterations=parallel)
             return cells, None
 
         def body(i, cells, frames):
-            cells = self.step(cells)
+            cells = self.step(cells, mask_of(i, cells))
             return i + 1, cells, frames.write(first_frame + i, _upsample(cells, frame_factor))
 
         _, cells, frames = tf.while_loop(
@@ -122,8 +168,8 @@ class DoublingNCA(_NCA):
     """
 
     def __init__(self, update_net, num_doublings: int, steps_per_stage: int,
-                 recompute: bool = False, **kwargs):
-        super().__init__(update_net, recompute, **kwargs)
+                 update_probability: float = 1.0, recompute: bool = False, **kwargs):
+        super().__init__(update_net, update_probability, recompute, **kwargs)
         self.num_doublings = num_doublings
         self.steps_per_stage = steps_per_stage
         self.doubling = Doubling(dtype="float32")
@@ -143,9 +189,12 @@ class DoublingNCA(_NCA):
                 f"{side}. Pass a square grid of one of those sizes.")
         return int(stage)
 
-    def call(self, cells, return_trajectory: bool = False, last_stage: int = None):
+    def call(self, cells, return_trajectory: bool = False, last_stage: int = None,
+             seed=None, rows=None):
         """Grows ``cells`` (B, s, s, Z) to the full (B, 2^(K+1), 2^(K+1), Z) grid,
         or only up to the end of stage ``last_stage`` (before its doubling).
+        ``seed`` and ``rows``: the update masks' (see ``update_masks``); stage s's
+        steps are numbered from s * M, wherever growth starts.
 
         Returns the final cells, and with ``return_trajectory`` also a tensor
         (T, B, H, W, Z) of the initial grid, every step and every doubling,
@@ -160,6 +209,7 @@ class DoublingNCA(_NCA):
             raise ValueError(f"last_stage must be in [{stage}, {self.num_doublings}] for "
                              f"cells of side {side}, got {last_stage}.")
         factor = self.output_size // side
+        masks = update_masks(self.update_probability, seed, rows)
         frames, index = None, 1
         if return_trajectory:
             stages = last_stage + 1 - stage
@@ -173,7 +223,7 @@ class DoublingNCA(_NCA):
                     frames = frames.write(index, _upsample(cells, factor))
                     index += 1
             cells, frames = self._run(cells, self.steps_per_stage, self.steps_per_stage,
-                                      frames, index, factor)
+                                      masks, s * self.steps_per_stage, frames, index, factor)
             index += self.steps_per_stage
         if frames is None:
             return cells
@@ -185,8 +235,8 @@ class NonDoublingNCA(_NCA):
     grid and a number of steps drawn per batch from [min_steps, max_steps]."""
 
     def __init__(self, update_net, grid_shape, min_steps: int, max_steps: int,
-                 recompute: bool = False, **kwargs):
-        super().__init__(update_net, recompute, **kwargs)
+                 update_probability: float = 1.0, recompute: bool = False, **kwargs):
+        super().__init__(update_net, update_probability, recompute, **kwargs)
         self.grid_shape = tuple(grid_shape)
         self.min_steps = min_steps
         self.max_steps = max_steps
@@ -201,9 +251,11 @@ class NonDoublingNCA(_NCA):
         return tf.random.stateless_uniform([], seed, self.min_steps, self.max_steps + 1,
                                            dtype=tf.int32)
 
-    def call(self, cells, num_steps, return_trajectory: bool = False):
+    def call(self, cells, num_steps, return_trajectory: bool = False, seed=None,
+             rows=None):
         """Runs ``num_steps`` steps (a Python int or a scalar int32 tensor, at most
-        ``max_steps``) from ``cells`` (B, H, W, Z).
+        ``max_steps``) from ``cells`` (B, H, W, Z); ``seed`` and ``rows``: the
+        update masks' (see ``update_masks``).
 
         Returns the final cells, and with ``return_trajectory`` also the initial
         grid and every step stacked as (num_steps + 1, B, H, W, Z).
@@ -215,7 +267,9 @@ class NonDoublingNCA(_NCA):
         if isinstance(num_steps, int) and not 0 <= num_steps <= self.max_steps:
             raise ValueError(f"num_steps must be in [0, {self.max_steps}], got {num_steps}.")
         frames = _new_frames(cells, num_steps + 1) if return_trajectory else None
-        cells, frames = self._run(cells, num_steps, self.max_steps, frames, first_frame=1)
+        masks = update_masks(self.update_probability, seed, rows)
+        cells, frames = self._run(cells, num_steps, self.max_steps, masks, frames=frames,
+                                  first_frame=1)
         if frames is None:
             return cells
         return cells, frames.stack()

@@ -1,11 +1,12 @@
 """The distributed training loop: strategy, steps, pool, checkpoints, summaries.
 
 One ``Trainer`` trains a VNCA preset under a tf.distribute strategy with a custom
-loop: Adam, the gradient's global norm clipped (after the all-reduce, so the
-same on any number of replicas), beta on the KL, one z sample per image, the
-loss averaged over the global batch. Every random number of step t comes from
-a stateless seed derived from (config seed, t), and the data pipeline skips the
-t batches already seen, so a restored run continues exactly where it stopped.
+loop: Adam as PyTorch computes it (the authors' optimizer), the gradient's global
+norm clipped (after the all-reduce, so the same on any number of replicas), beta
+on the KL, one z sample per image, the loss averaged over the global batch.
+Every random number of step t comes from a stateless seed derived from (config
+seed, t), and the data pipeline skips the t batches already seen, so a restored
+run continues exactly where it stopped.
 """
 
 import dataclasses
@@ -22,6 +23,7 @@ from vnca_tf import data, summaries
 from vnca_tf.configs import Preset
 from vnca_tf.model import build_model
 from vnca_tf.nca import damage_square
+from vnca_tf.optimizers import TorchAdam
 from vnca_tf.pool import Pool
 
 STRATEGIES = ("auto", "default", "mirrored", "multi_worker")
@@ -153,7 +155,7 @@ class Trainer:
         keras.utils.set_random_seed(self.config.seed)  # Seeded initial weights.
         with self.strategy.scope():
             self.model = build_model(model_config, precision, recompute)
-            self.optimizer = keras.optimizers.Adam(self.config.learning_rate)
+            self.optimizer = TorchAdam(self.config.learning_rate)
             self.optimizer.build(self.model.trainable_variables)
             self.step = tf.Variable(0, dtype=tf.int64, name="step", **_MIRRORED)
             self.nonfinite_total = tf.Variable(0, dtype=tf.int64, **_MIRRORED)
@@ -222,10 +224,8 @@ class Trainer:
         dataset = self._dataset
         if dataset is None:
             dataset = self._load(data.get_spec(self.preset.dataset).paper_train_split)
-        dataset = (dataset.shuffle(data.SHUFFLE_BUFFER, seed=self.config.seed,
-                                   reshuffle_each_iteration=True)
-                   .repeat().batch(self.config.batch_size, drop_remainder=True)
-                   .skip(start_step).prefetch(tf.data.AUTOTUNE))
+        dataset = data.shuffled(dataset, self.config.seed, batch_size=self.config.batch_size,
+                                drop_remainder=True, skip_batches=start_step)
         return iter(self.strategy.experimental_distribute_dataset(dataset))
 
     def _validation_batches(self):
@@ -246,21 +246,24 @@ class Trainer:
             tf.constant([self.config.seed, 0]), self.step)
         return tf.unstack(tf.random.experimental.stateless_split(step_seed, 4))
 
-    def _loss_and_gradients_fn(self, images, noise, num_steps, pool_cells, from_pool):
+    def _loss_and_gradients_fn(self, images, noise, decode_seed, num_steps, first_row,
+                               pool_cells, from_pool):
         """Loss terms and gradients of some of a replica's images (summed over
-        them, divided by the global batch size). Where ``from_pool`` is true, an
-        image's cells start from ``pool_cells`` instead of its latent's seed."""
+        them, divided by the global batch size), which are rows ``first_row``...
+        of the global batch. Where ``from_pool`` is true, an image's cells start
+        from ``pool_cells`` instead of its latent's seed."""
         model = self.model
+        rows = tf.stack([first_row, self.config.batch_size])
         with tf.GradientTape() as tape:
             float_images = tf.cast(images, tf.float32)
             posterior = model._posterior(float_images)
             z = posterior.mean() + posterior.stddev() * noise
             if pool_cells is None:
-                final = model.decode_cells(z, num_steps=num_steps)
+                final = model.decode_cells(z, decode_seed, num_steps, rows=rows)
             else:
                 cells = tf.where(from_pool[:, None, None, None],
                                  tf.stop_gradient(pool_cells), model.decoder.seed(z))
-                final = model.grow(cells, num_steps=num_steps)
+                final = model.grow(cells, decode_seed, num_steps, rows=rows)
             terms = model.negative_elbo(float_images, posterior, final, self.config.beta)
             scale = self.loss_scale.scale
             scaled = tf.reduce_sum(terms["loss"]) / self.config.batch_size * scale
@@ -268,14 +271,15 @@ class Trainer:
         sums = tf.stack([tf.reduce_sum(terms[k]) for k in ("loss", "reconstruction", "kl")])
         return gradients, sums, final
 
-    def _accumulated_loss_and_gradients(self, images, noise, num_steps, pool_cells,
-                                        from_pool):
+    def _accumulated_loss_and_gradients(self, images, noise, decode_seed, num_steps,
+                                        first_row, pool_cells, from_pool):
         """``_loss_and_gradients`` over the replica's images in ``microbatches``
         parts, one after the other (so that only one part's activations live at a
         time), with gradients and sums added up and the final cells concatenated."""
         parts = self.microbatches
         if parts == 1:  # The default: no loop, no accumulators on the step's path.
-            return self._loss_and_gradients(images, noise, num_steps, pool_cells, from_pool)
+            return self._loss_and_gradients(images, noise, decode_seed, num_steps,
+                                            first_row, pool_cells, from_pool)
         size = self.local_batch // parts
         inputs = [images, noise] + ([] if pool_cells is None else [pool_cells, from_pool])
         inputs = [tf.reshape(t, [parts, size, *t.shape[1:]]) for t in inputs]
@@ -283,7 +287,8 @@ class Trainer:
         def body(i, gradients, sums, finals):
             part_images, part_noise, *pool_part = [t[i] for t in inputs]
             new_gradients, new_sums, final = self._loss_and_gradients(
-                part_images, part_noise, num_steps, *(pool_part or [None, None]))
+                part_images, part_noise, decode_seed, num_steps, first_row + i * size,
+                *(pool_part or [None, None]))
             return (i + 1, [g + n for g, n in zip(gradients, new_gradients)],
                     sums + new_sums, finals.write(i, final))
 
@@ -298,15 +303,16 @@ class Trainer:
 
     def _replica_step(self, images, seeds):
         """One replica's share: pooled inputs, loss, gradients; all-reduced."""
-        noise_seed, steps_seed, damage_seed, _ = seeds
+        noise_seed, decode_seed, damage_seed, _ = seeds
         context = tf.distribute.get_replica_context()
         replica = context.replica_id_in_sync_group
+        first_row = replica * self.local_batch
         noise = tf.random.stateless_normal(
             [self.config.batch_size, self.preset.model.latent_size], noise_seed)
-        noise = noise[replica * self.local_batch:(replica + 1) * self.local_batch]
+        noise = noise[first_row:first_row + self.local_batch]
         num_steps = None
         if self.draws_steps:
-            num_steps = self.model.decoder.draw_num_steps(steps_seed)
+            num_steps = self.model.decoder.draw_num_steps(decode_seed)
         pool_cells, from_pool = None, None
         if self.pool is not None:
             half = self.local_batch // 2
@@ -323,7 +329,7 @@ class Trainer:
             from_pool = use_pool & (tf.range(self.local_batch) >= half)
             images = tf.where(use_pool, tf.concat([images[:half], pool_images], 0), images)
         gradients, sums, final = self._accumulated_loss_and_gradients(
-            images, noise, num_steps, pool_cells, from_pool)
+            images, noise, decode_seed, num_steps, first_row, pool_cells, from_pool)
         gradients, sums = context.all_reduce(tf.distribute.ReduceOp.SUM, (gradients, sums))
         return gradients, sums, images, final
 

@@ -19,10 +19,12 @@ tfd = tfp.distributions
 
 
 def as_seed(seed):
-    """A stateless seed (a shape-[2] int32 tensor) from an int, a pair, or None
-    (None draws a fresh one)."""
+    """A stateless seed (a shape-[2] int32 tensor) from an int, a pair (of any
+    integer dtype), or None (None draws a fresh one)."""
     if isinstance(seed, int):
         seed = [seed, 0]
+    elif tf.is_tensor(seed):
+        seed = tf.cast(seed, tf.int32)
     return tfp.random.sanitize_seed(seed)
 
 
@@ -47,8 +49,10 @@ class VAE(keras.Model):
         self.encoder = Encoder(config.latent_size, config.encoder_channels, name="encoder")
         self.encoder.build((None,) + tuple(config.image_shape))
 
-    def decode_cells(self, z, seed=None, num_steps=None):
-        """The decoder's output grid (B, H, W, channels) for latents (B, Z)."""
+    def decode_cells(self, z, seed=None, num_steps=None, rows=None):
+        """The decoder's output grid (B, H, W, channels) for latents (B, Z);
+        ``rows`` = (first, total): z are rows first... of a batch of ``total``
+        (decoders whose randomness is per image draw it as for that batch)."""
         raise NotImplementedError
 
     @property
@@ -79,9 +83,17 @@ class VAE(keras.Model):
         return self._posterior(self.check_images(images))
 
     def _posterior(self, images):
-        """q(z|x) for images already checked and cast to float32."""
+        """q(z|x) for images already checked and cast to float32; its mean and
+        log sigma clamped where the config says so."""
         loc, log_scale = (tf.cast(t, tf.float32)
-                          for t in self.encoder(images / self.likelihood.max_value))
+                          for t in self.encoder(self.likelihood.encoder_input(images)))
+        config = self.config
+        if config.posterior_loc_bound is not None:
+            loc = tf.clip_by_value(loc, -config.posterior_loc_bound,
+                                   config.posterior_loc_bound)
+        if config.posterior_log_scale_bound is not None:
+            log_scale = tf.clip_by_value(log_scale, -config.posterior_log_scale_bound,
+                                         config.posterior_log_scale_bound)
         return tfd.Independent(tfd.Normal(loc, tf.exp(log_scale)),
                                reinterpreted_batch_ndims=1)
 
