@@ -88,9 +88,27 @@ def test_the_same_seed_gives_the_same_order(data_dir):
     assert np.any(first[0] != unshuffled)
 
 
+def test_every_epoch_is_a_fresh_permutation_of_the_whole_dataset():
+    # 103 elements in batches of 10 that run across the epochs' boundaries.
+    pairs = tf.data.Dataset.range(103).map(lambda i: (i, -i))
+    batches = data.shuffled(pairs, seed=3, batch_size=10)
+    values, negatives = (np.concatenate(parts) for parts in zip(
+        *[(a.numpy(), b.numpy()) for a, b in batches.take(31)]))
+    np.testing.assert_array_equal(negatives, -values)  # Pairs stay together.
+    first, second, third = values[:103], values[103:206], values[206:309]
+    for epoch in (first, second, third):
+        np.testing.assert_array_equal(np.sort(epoch), np.arange(103))
+    assert np.any(first != second) and np.any(second != third)
+    # A buffer shuffle would keep the order roughly; a permutation does not.
+    assert abs(np.corrcoef(first, np.arange(103))[0, 1]) < 0.3
+    # Skipping batches (a resumed run) gives the batches that follow.
+    resumed = data.shuffled(pairs, seed=3, batch_size=10, skip_batches=12)
+    np.testing.assert_array_equal(next(iter(resumed))[0].numpy(), values[120:130])
+
+
 def test_celeb_a_resize_and_centre_crop(data_dir):
     path = os.path.join(data_dir, "celeba", "img_align_celeba", "000002.jpg")
-    image = tf.io.decode_jpeg(tf.io.read_file(path))
+    image = tf.io.decode_jpeg(tf.io.read_file(path), dct_method="INTEGER_ACCURATE")
     assert image.shape == (218, 178, 3)
     expected_plain = tf.image.resize(tf.cast(image, tf.float32), (64, 64), antialias=True)
     square = image[20:198]  # The central 178x178.
@@ -100,6 +118,21 @@ def test_celeb_a_resize_and_centre_crop(data_dir):
     np.testing.assert_allclose(plain, np.round(expected_plain), atol=1)
     np.testing.assert_allclose(crop, np.round(expected_crop), atol=1)
     assert np.abs(plain.astype(int) - crop.astype(int)).mean() > 5
+
+
+def test_celeb_a_pixels_are_the_authors(data_dir, fidelity_dir):
+    # The fidelity fixture's images are what the authors' model saw (PIL's
+    # decoder and bilinear resize) for the first two test images.
+    fixture = np.load(os.path.join(fidelity_dir, "celeba.npz"))
+    ours = _array(data.load("celeb_a", "test", data_dir=data_dir).take(2)).astype(int)
+    difference = np.abs(ours - fixture["x_uint8"].astype(int))
+    assert difference.max() <= 1 and (difference > 0).mean() < 0.002
+    # The default (fast) IDCT would change 64% of the decoded values.
+    path = os.path.join(data_dir, "celeba", "img_align_celeba", str(fixture["image_names"][0]))
+    raw = tf.io.read_file(path)
+    fast, exact = (tf.io.decode_jpeg(raw, dct_method=m).numpy().astype(int)
+                   for m in ("", "INTEGER_ACCURATE"))
+    assert (fast != exact).mean() > 0.3
 
 
 def test_noto_emoji_transparency_becomes_white(tmp_path):
