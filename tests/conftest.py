@@ -37,3 +37,14 @@ def data_dir():
     if not os.path.isdir(path):
         pytest.fail(f"The test datasets are not at {path}; set VNCA_DATA_DIR.")
     return path
+
+
+@pytest.fixture(scope="session")
+def fidelity_dir():
+    """The authors' golden fixtures: $VNCA_FIDELITY_DIR, else ../shared/fidelity."""
+    path = os.environ.get("VNCA_FIDELITY_DIR") or os.path.join(REPO, "..", "shared",
+                                                                "fidelity")
+    path = os.path.abspath(path)
+    if not os.path.isfile(os.path.join(path, "mnist.npz")):
+        pytest.fail(f"The fidelity fixtures are not at {path}; set VNCA_FIDELITY_DIR.")
+    return path
