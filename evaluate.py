@@ -16,10 +16,13 @@ import sys
 
 from absl import app, flags, logging
 
+from vnca_tf import configs
+
 flags.DEFINE_string("model_dir", None, "A training folder written by train.py.")
 flags.DEFINE_string("saved_model", None, "Or: an exported SavedModel version folder "
                     "(e.g. saved_models/mnist/1).")
-flags.DEFINE_enum("checkpoint", "latest", ["latest", "best"], "Which checkpoint to use.")
+flags.DEFINE_enum("checkpoint", "latest", list(configs.CHECKPOINTS),
+                  "Which checkpoint to use.")
 flags.DEFINE_string("split", "test", "The split to evaluate.")
 flags.DEFINE_string("dataset", None, "Evaluate on this dataset (default: the model's).")
 flags.DEFINE_integer("num_samples", 128, "k, importance samples per image.")
@@ -30,7 +33,7 @@ flags.DEFINE_integer("max_examples", None, "Evaluate only the first N images (th
 flags.DEFINE_integer("seed", 0, "Seed of the importance samples and the figures.")
 flags.DEFINE_string("data_dir", None, "Folder of the original dataset files "
                     "(default: $VNCA_DATA_DIR).")
-flags.DEFINE_enum("data_source", "auto", ["auto", "local", "tfds"], "Where the data "
+flags.DEFINE_enum("data_source", "auto", list(configs.DATA_SOURCES), "Where the data "
                   "come from.")
 flags.DEFINE_string("output_dir", None, "Where results.json and the figures go "
                     "(default: MODEL_DIR/evaluation, or beside the SavedModel's "

@@ -30,13 +30,13 @@ flags.DEFINE_string("model_dir", None, "Checkpoints, TensorBoard logs and config
                     "(default: runs/<preset>).")
 flags.DEFINE_string("data_dir", None, "Folder of the original dataset files "
                     "(default: $VNCA_DATA_DIR).")
-flags.DEFINE_enum("data_source", "auto", ["auto", "local", "tfds"],
+flags.DEFINE_enum("data_source", "auto", list(configs.DATA_SOURCES),
                   "Where the data come from: local files, tensorflow-datasets, or auto.")
-flags.DEFINE_enum("strategy", "auto", ["auto", "default", "mirrored", "multi_worker"],
+flags.DEFINE_enum("strategy", "auto", list(configs.STRATEGIES),
                   "tf.distribute strategy; auto picks it from TF_CONFIG and the GPUs.")
 flags.DEFINE_enum("jit_compile", "auto", ["auto", "on", "off"], "Compile the forward and "
                   "backward pass with XLA; auto: on GPUs only (on CPUs it is slower).")
-flags.DEFINE_enum("precision", "float32", ["float32", "mixed_bfloat16", "mixed_float16"],
+flags.DEFINE_enum("precision", "float32", list(configs.PRECISIONS),
                   "mixed_bfloat16 computes the networks in bfloat16 (GPUs, and CPUs with "
                   "bfloat16 units), mixed_float16 in float16 with dynamic loss scaling "
                   "(older GPUs); likelihood, KL and loss stay float32.")
@@ -108,14 +108,14 @@ def main(argv):
 
     import tensorflow as tf  # After flag parsing: --help stays fast.
 
-    from vnca_tf import training
+    from vnca_tf import distribution, training
     from vnca_tf.readers import DataError
 
     if FLAGS.deterministic:
         tf.config.experimental.enable_op_determinism()
-    strategy = training.choose_strategy(FLAGS.strategy)
+    strategy = distribution.choose_strategy(FLAGS.strategy)
     run = {"command": shlex.join(["python", "train.py", *sys.argv[1:]]),
-           "model_dir": model_dir, "strategy": training.strategy_name(strategy),
+           "model_dir": model_dir, "strategy": distribution.strategy_name(strategy),
            "replicas": strategy.num_replicas_in_sync, "data_source": FLAGS.data_source,
            "data_dir": FLAGS.data_dir, "jit_compile": FLAGS.jit_compile,
            "precision": FLAGS.precision, "recompute": FLAGS.recompute,

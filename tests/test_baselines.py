@@ -46,21 +46,21 @@ def test_baseline_damage_before_an_up_convolution_zeroes_the_right_half(rng):
 def test_baseline_shares_the_vae_interface(rng):
     model = build_model(configs.get_preset("test_mnist_baseline").model)
     x = (rng.random((4, 28, 28, 1)) > 0.5).astype(np.float32)
-    terms = model.elbo(x, seed=1)
+    terms = model.negative_elbo(x, seed=1)
     iwae = model.iwae(x, 32, seed=1).numpy()
     assert np.isfinite(iwae).all() and terms["loss"].shape == (4,)
     samples, means = model.sample(3, seed=2)
     assert samples.shape == means.shape == (3, 28, 28, 1)
 
 
-def test_doubling_vnca_damage_at_stage_zero_damages_the_seed(rng):
+def test_doubling_vnca_damage_at_stage_zero_damages_the_initial_grid(rng):
     model = VNCA(configs.get_preset("test_mnist").model)
     kernel = model.update_net.out.kernel
     kernel.assign(tf.random.stateless_normal(kernel.shape, [1, 2]) * 0.05)
     z = rng.normal(size=(2, 16)).astype(np.float32)
-    seed = model.decoder.seed(z).numpy()
-    seed[:, :, 1:] = 0.0
-    np.testing.assert_allclose(model.damaged_growth(z, 0), model.decoder(seed), rtol=1e-6)
-    assert model.decoder(model.decoder.seed(z), last_stage=2).shape == (2, 8, 8, 16)
+    initial = model.decoder.initial_cells(z).numpy()
+    initial[:, :, 1:] = 0.0
+    np.testing.assert_allclose(model.damaged_growth(z, 0), model.decoder(initial), rtol=1e-6)
+    assert model.decoder(model.decoder.initial_cells(z), last_stage=2).shape == (2, 8, 8, 16)
     for stage in range(model.config.num_doublings + 1):
         assert model.damaged_growth(z, stage).shape == (2, 32, 32, 16)

@@ -112,16 +112,16 @@ def case(request, fidelity_dir):
 
     images = tf.constant(fixture["x_uint8"])
     num_steps = meta.get("num_steps")
-    with tf.GradientTape() as tape:
-        posterior = model.encode(images)
-        z = posterior.mean() + posterior.stddev() * eps
-        cells = model.decode_cells(z, seed=0, num_steps=num_steps)
-        terms = model.negative_elbo(tf.cast(images, tf.float32), posterior, cells,
-                                    preset.train.beta)
+    with tf.GradientTape() as tape:  # The Trainer's loss, as a batch mean.
+        terms = model.loss_terms(images, eps, preset.train.beta, num_steps=num_steps,
+                                 seed=0)
         loss = tf.reduce_mean(terms["loss"])
+    posterior = model.encode(images)
+    z = posterior.mean() + posterior.stddev() * eps
+    cells = terms["final_cells"]
     gradients = [g.numpy() for g in tape.gradient(loss, variables)]
     if "stage0_cells" in fixture:  # Doubling: the 2x2 grid after stage 0's steps.
-        stage0 = model.decoder(model.decoder.seed(z), last_stage=0)
+        stage0 = model.decoder(model.decoder.initial_cells(z), last_stage=0)
     likelihood = model.likelihood.distribution(cells)
     ours = dict(
         enc_mean=posterior.mean(), enc_scale=posterior.stddev(), z=z,

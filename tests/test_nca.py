@@ -18,25 +18,25 @@ def _update_net(state_size, hidden_size=None, kind="residual", perturb_seed=None
 
 
 @pytest.mark.parametrize("num_doublings, side", [(4, 32), (5, 64)])
-def test_full_size_doubling_decoder_grows_2x2_seed_to_the_image(num_doublings, side, rng):
+def test_full_size_doubling_decoder_grows_the_2x2_grid_to_the_image(num_doublings, side, rng):
     # The paper's update net (256 channels, 4 residual blocks), MNIST and CelebA.
     net = UpdateNet(256, 256, "residual", num_residual_blocks=4)
     decoder = DoublingNCA(net, num_doublings, steps_per_stage=8)
     decoder.build((None, None, None, 256))
     z = rng.normal(size=(1, 256)).astype(np.float32)
-    seed = decoder.seed(z)
-    assert seed.shape == (1, 2, 2, 256)
-    cells = decoder(seed)
+    initial = decoder.initial_cells(z)
+    assert initial.shape == (1, 2, 2, 256)
+    cells = decoder(initial)
     assert cells.shape == (1, side, side, 256)
-    # At initialisation the last layer is zero: the grown grid is the tiled seed.
+    # At initialisation the last layer is zero: the grown grid is the tiled initial grid.
     np.testing.assert_array_equal(cells, np.broadcast_to(z[:, None, None, :], cells.shape))
 
 
 def test_trajectory_has_every_step_and_doubling_and_children_equal_parents(rng):
     decoder = DoublingNCA(_update_net(6, perturb_seed=1), num_doublings=4, steps_per_stage=8)
     z = rng.normal(size=(2, 6)).astype(np.float32)
-    cells, trajectory = decoder(decoder.seed(z), return_trajectory=True)
-    # The seed, 8 steps, then 4 x (a doubling and 8 steps): 45 frames, as the
+    cells, trajectory = decoder(decoder.initial_cells(z), return_trajectory=True)
+    # The initial grid, 8 steps, then 4 x (a doubling and 8 steps): 45 frames, as the
     # authors' growth figures.
     assert trajectory.shape == (45, 2, 32, 32, 6)
     np.testing.assert_array_equal(trajectory[-1], cells)
@@ -47,7 +47,7 @@ def test_trajectory_has_every_step_and_doubling_and_children_equal_parents(rng):
         np.testing.assert_array_equal(frames[doubling], frames[doubling - 1])
         # Steps do change the cells.
         assert np.abs(frames[doubling + 1] - frames[doubling]).max() > 1e-4
-    # The first frame is the 2x2 seed upsampled.
+    # The first frame is the 2x2 initial grid upsampled.
     np.testing.assert_array_equal(frames[0], np.broadcast_to(z[:, None, None, :],
                                                                frames[0].shape))
 
@@ -56,12 +56,12 @@ def test_growth_continues_from_given_cells_at_the_matching_stage(rng):
     net = _update_net(5, perturb_seed=2)
     full = DoublingNCA(net, num_doublings=3, steps_per_stage=3)
     first_stage = DoublingNCA(net, num_doublings=0, steps_per_stage=3)
-    seed = full.seed(rng.normal(size=(2, 5)).astype(np.float32))
-    after_stage_0 = first_stage(seed)
+    initial = full.initial_cells(rng.normal(size=(2, 5)).astype(np.float32))
+    after_stage_0 = first_stage(initial)
     assert after_stage_0.shape == (2, 2, 2, 5)
     # Doubling the stage-0 result gives a 4x4 grid: the start of stage 1.
     resumed = full(Doubling()(after_stage_0))
-    np.testing.assert_allclose(resumed, full(seed), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(resumed, full(initial), rtol=1e-5, atol=1e-6)
 
 
 def test_doubling_decoder_rejects_grids_it_cannot_grow():
@@ -76,16 +76,16 @@ def test_non_doubling_decoder_tiles_z_over_the_grid_and_runs_drawn_steps(rng):
     decoder = NonDoublingNCA(_update_net(4, kind="small", perturb_seed=3), (7, 9),
                              min_steps=3, max_steps=6)
     z = rng.normal(size=(2, 4)).astype(np.float32)
-    seed = decoder.seed(z)
-    assert seed.shape == (2, 7, 9, 4)
+    initial = decoder.initial_cells(z)
+    assert initial.shape == (2, 7, 9, 4)
     draws = {int(decoder.draw_num_steps(tf.constant([i, 0]))) for i in range(200)}
     assert draws == {3, 4, 5, 6}
-    cells, trajectory = decoder(seed, num_steps=5, return_trajectory=True)
+    cells, trajectory = decoder(initial, num_steps=5, return_trajectory=True)
     assert trajectory.shape == (6, 2, 7, 9, 4)
-    np.testing.assert_array_equal(trajectory[0], seed)
+    np.testing.assert_array_equal(trajectory[0], initial)
     np.testing.assert_array_equal(trajectory[-1], cells)
     # Running 2 then 3 steps (a pooled state continued) equals running 5.
-    np.testing.assert_allclose(decoder(decoder(seed, num_steps=2), num_steps=3), cells,
+    np.testing.assert_allclose(decoder(decoder(initial, num_steps=2), num_steps=3), cells,
                                rtol=1e-5, atol=1e-6)
 
 
@@ -109,7 +109,7 @@ def test_decoders_compile_with_xla_and_match_eager_values_and_gradients(rng):
 
     def loss_and_gradients(decoder, **kwargs):
         with tf.GradientTape() as tape:
-            loss = tf.reduce_sum(tf.square(decoder(decoder.seed(z), **kwargs)))
+            loss = tf.reduce_sum(tf.square(decoder(decoder.initial_cells(z), **kwargs)))
         return loss, tape.gradient(loss, decoder.update_net.trainable_variables)
 
     def xla(decoder, **kwargs):
@@ -165,8 +165,8 @@ def test_doubling_stages_draw_the_same_masks_wherever_growth_starts(rng):
     decoder = DoublingNCA(net, num_doublings=2, steps_per_stage=2, update_probability=0.5)
     z = tf.constant(rng.normal(size=(3, 6)).astype(np.float32))
     seed = tf.constant([1, 2])
-    whole = decoder(decoder.seed(z), seed=seed)
-    after_stage_0 = decoder.doubling(decoder(decoder.seed(z), last_stage=0, seed=seed))
+    whole = decoder(decoder.initial_cells(z), seed=seed)
+    after_stage_0 = decoder.doubling(decoder(decoder.initial_cells(z), last_stage=0, seed=seed))
     np.testing.assert_array_equal(decoder(after_stage_0, seed=seed), whole)
 
 

@@ -75,7 +75,7 @@ def test_recompute_gives_the_same_loss_and_gradients(name, rng):
         @tf.function
         def loss_and_gradients(x, model=model):
             with tf.GradientTape() as tape:
-                loss = tf.reduce_mean(model.elbo(x, seed=tf.constant([1, 2]))["loss"])
+                loss = tf.reduce_mean(model.negative_elbo(x, seed=tf.constant([1, 2]))["loss"])
             return loss, tape.gradient(loss, model.trainable_variables)
 
         results.append(loss_and_gradients(x))
@@ -92,7 +92,7 @@ def test_recompute_is_refused_for_the_baseline():
 
 
 def test_dynamic_loss_scale_halves_on_overflow_and_grows_after_finite_steps():
-    from vnca_tf.training import DynamicLossScale
+    from vnca_tf.loss_scale import DynamicLossScale
 
     scale = DynamicLossScale(True, initial=8.0, growth_interval=3)
     assert bool(scale.is_overflow(tf.constant(False)))

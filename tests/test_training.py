@@ -15,7 +15,9 @@ import tensorflow as tf
 
 from conftest import REPO
 from vnca_tf import configs, data
-from vnca_tf.training import NonFiniteError, Trainer, choose_strategy
+from vnca_tf.distribution import choose_strategy
+from vnca_tf.training import NonFiniteError, Trainer
+from vnca_tf.vae import split_seed
 
 
 def _preset(name, **train):
@@ -52,6 +54,27 @@ def test_a_few_dozen_steps_lower_the_loss(name, data_dir, tmp_path):
         assert int(trainer.pool.size.numpy()) == 32
         cells = trainer.pool.cells.numpy()
         assert np.isfinite(cells).all() and np.abs(cells).max() > 0
+
+
+def test_training_and_validation_losses_are_one_computation(tmp_path, data_dir):
+    # The Trainer's loss and the validation loss (negative_elbo) both come from
+    # VAE.loss_terms: on the same batch, noise and weights they are equal, for a
+    # non-doubling model with a drawn step count and stochastic updates.
+    preset = _preset("test_mnist_damage", batch_size=8, pool_size=0)
+    images = data.load("binarized_mnist", "test", data_dir=data_dir,
+                       image_size=28).take(8).cache()
+    trainer = Trainer(preset, str(tmp_path), dataset=images, validation_dataset=images)
+    batch = next(iter(images.batch(8)))
+    seed = tf.constant([3, 4])
+    noise_seed, decode_seed = split_seed(seed, 2)
+    noise = tf.random.stateless_normal([8, preset.model.latent_size], noise_seed)
+    _, sums, _ = trainer._loss_and_gradients(
+        0, batch, noise, decode_seed=decode_seed, first_row=0,
+        num_steps=trainer.model.draw_num_steps(decode_seed))
+    validation = trainer.model.negative_elbo(batch, seed=seed)
+    np.testing.assert_allclose(sums.numpy(), [float(tf.reduce_sum(validation[k]))
+                                              for k in ("loss", "reconstruction", "kl")],
+                               rtol=1e-5)
 
 
 def _state_variables(checkpoint_dir):

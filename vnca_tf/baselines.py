@@ -13,7 +13,7 @@ import math
 import tensorflow as tf
 from keras import layers
 
-from vnca_tf.configs import SEED_SIZE, ModelConfig
+from vnca_tf.configs import INITIAL_SIDE, ModelConfig
 from vnca_tf.initializers import torch_defaults
 from vnca_tf.layers import add_sublayers, sublayers
 from vnca_tf.nca import damage_right_half
@@ -28,11 +28,11 @@ class ConvBaseline(VAE):
     def __init__(self, config: ModelConfig, **kwargs):
         super().__init__(config, **kwargs)
         height, width, _ = config.image_shape
-        self.num_upsamplings = max(1, math.ceil(math.log2(max(height, width) / SEED_SIZE)))
-        grown = SEED_SIZE * 2 ** self.num_upsamplings
+        self.num_upsamplings = max(1, math.ceil(math.log2(max(height, width) / INITIAL_SIDE)))
+        grown = INITIAL_SIDE * 2 ** self.num_upsamplings
         self.crop = ((grown + _KERNEL - 1 - height) // 2, (grown + _KERNEL - 1 - width) // 2)
         channels = config.baseline_channels
-        self.dense = layers.Dense(SEED_SIZE * SEED_SIZE * channels,
+        self.dense = layers.Dense(INITIAL_SIDE * INITIAL_SIDE * channels,
                                   activation="elu" if config.baseline_dense_elu else None,
                                   name="dense", **torch_defaults(config.latent_size))
         # A transposed convolution's fan-in is out_channels * 5 * 5 (PyTorch's rule).
@@ -45,7 +45,7 @@ class ConvBaseline(VAE):
         self.out = layers.Conv2DTranspose(cell_channels, _KERNEL, name="out",
                                           **torch_defaults(cell_channels * _KERNEL ** 2))
         self.dense.build((None, config.latent_size))
-        shape = (None, SEED_SIZE, SEED_SIZE, channels)
+        shape = (None, INITIAL_SIDE, INITIAL_SIDE, channels)
         for layer in self.upsamplers:
             layer.build(shape)
             shape = layer.compute_output_shape(shape)
@@ -56,15 +56,19 @@ class ConvBaseline(VAE):
     def upsamplers(self):
         return sublayers(self, "upsample", self.num_upsamplings)
 
-    def decode_cells(self, z, seed=None, num_steps=None, rows=None,
-                     damage_before: int = None):
+    def decode_cells(self, z, seed=None, num_steps=None, rows=None, start_cells=None,
+                     use_start=None, damage_before: int = None):
         """The decoder's output (B, H, W, likelihood channels); ``seed``,
-        ``num_steps`` and ``rows`` are unused (the decoder is deterministic). With
+        ``num_steps`` and ``rows`` are unused (the decoder is deterministic), and
+        it grows no cells to start from (``start_cells`` must be None). With
         ``damage_before=i``, the right half of the hidden state is zeroed just
         before up-convolution i (0 = the 2x2 grid; the paper's Fig. 11)."""
-        del seed, num_steps, rows
+        del seed, num_steps, rows, use_start
+        if start_cells is not None:
+            raise ValueError("The convolutional baseline grows no cells to start from; "
+                             "pool training is for non-doubling VNCAs.")
         channels = self.config.baseline_channels
-        hidden = tf.reshape(self.dense(z), [-1, SEED_SIZE, SEED_SIZE, channels])
+        hidden = tf.reshape(self.dense(z), [-1, INITIAL_SIDE, INITIAL_SIDE, channels])
         for index, layer in enumerate(self.upsamplers):
             if index == damage_before:
                 hidden = damage_right_half(hidden)

@@ -13,7 +13,13 @@ LIKELIHOODS = ("bernoulli", "logistic_mixture")
 DECODERS = ("doubling", "non_doubling")
 UPDATE_NETS = ("residual", "small")
 ENCODER_INPUTS = ("likelihood_scale", "unit_interval")
-SEED_SIZE = 2  # The doubling decoder starts from a 2x2 grid of cells.
+# Choices of the command lines, defined once (the scripts import only this module
+# before parsing their flags, so that --help stays fast).
+DATA_SOURCES = ("auto", "local", "tfds")
+STRATEGIES = ("auto", "default", "mirrored", "multi_worker")
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+CHECKPOINTS = ("latest", "best")
+INITIAL_SIDE = 2  # The doubling decoder starts from a 2x2 grid of cells.
 ENCODER_DOWNSAMPLING = 16  # Four stride-2 convolutions.
 
 
@@ -36,7 +42,7 @@ class ModelConfig:
         (3x3 conv, ELU, [1x1 conv, ELU] x num_hidden_layers, 1x1 conv).
       num_residual_blocks: residual blocks of the "residual" update network.
       num_hidden_layers: extra 1x1 layers of the "small" update network.
-      decoder: "doubling" (2x2 seed, K doublings) or "non_doubling" (z tiled
+      decoder: "doubling" (a 2x2 initial grid, K doublings) or "non_doubling" (z tiled
         over the whole image grid, a random number of steps).
       num_doublings: K, for the doubling decoder.
       steps_per_stage: M, NCA steps before and after each doubling.
@@ -112,11 +118,11 @@ class ModelConfig:
                                  "decoder; the convolutional baseline has none.")
             return  # Any size: the baseline grows past it and crops.
         if self.decoder == "doubling":
-            side = SEED_SIZE * 2 ** self.num_doublings
+            side = INITIAL_SIDE * 2 ** self.num_doublings
             if self.image_shape[:2] != (side, side):
                 raise ValueError(
                     f"A doubling decoder with num_doublings={self.num_doublings} "
-                    f"grows a {side}x{side} image from its 2x2 seed, but "
+                    f"grows a {side}x{side} image from its 2x2 initial grid, but "
                     f"image_shape is {self.image_shape}; use num_doublings = "
                     f"log2(side / 2) or pad the images.")
         elif not 1 <= self.min_steps <= self.max_steps:

@@ -33,10 +33,10 @@ import numpy as np
 import tensorflow as tf
 
 from vnca_tf import readers
+from vnca_tf.configs import DATA_SOURCES
 from vnca_tf.readers import DataError
 
 DATA_DIR_ENV = "VNCA_DATA_DIR"
-SOURCES = ("auto", "local", "tfds")
 BINARIZE_THRESHOLD = 128
 
 
@@ -322,8 +322,8 @@ def load(name: str, split: str = "train", data_dir: Optional[str] = None,
     """
     spec = get_spec(name)
     splits = parse_split(spec, split)
-    if source not in SOURCES:
-        raise DataError(f"Unknown source {source!r}; use one of {', '.join(SOURCES)}.")
+    if source not in DATA_SOURCES:
+        raise DataError(f"Unknown source {source!r}; use one of {', '.join(DATA_SOURCES)}.")
     if with_labels and not spec.has_labels:
         raise DataError(f"{name} has no labels; labels come with: "
                         f"{', '.join(s.name for s in SPECS.values() if s.has_labels)}.")

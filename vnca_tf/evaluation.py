@@ -21,8 +21,6 @@ from vnca_tf.export import LoadedModel
 from vnca_tf.model import build_model
 from vnca_tf.units import nats_to_bits_per_dim
 
-CHECKPOINTS = ("latest", "best")
-
 
 class EvaluationError(ValueError):
     """A model folder or dataset that cannot be evaluated, and why."""
@@ -40,7 +38,7 @@ def read_preset(model_dir: str) -> configs.Preset:
 
 def checkpoint_path(model_dir: str, which: str = "latest") -> str:
     """The path of the latest or best checkpoint in a training folder."""
-    if which not in CHECKPOINTS:
+    if which not in configs.CHECKPOINTS:
         raise EvaluationError(f"Unknown checkpoint {which!r}; use latest or best.")
     folder = os.path.join(model_dir, "checkpoints" if which == "latest" else "best")
     path = tf.train.latest_checkpoint(folder)

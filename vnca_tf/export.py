@@ -36,7 +36,7 @@ from typing import Optional
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from vnca_tf.configs import Preset, preset_from_dict
+from vnca_tf.configs import CHECKPOINTS, Preset, preset_from_dict
 from vnca_tf.likelihoods import make_likelihood
 
 CONFIG_ASSET = os.path.join("assets.extra", "vnca_config.json")
@@ -266,7 +266,7 @@ def _define_flags():
     from absl import flags
 
     flags.DEFINE_string("model_dir", None, "A training folder written by train.py.")
-    flags.DEFINE_enum("checkpoint", "latest", ["latest", "best"], "Which checkpoint.")
+    flags.DEFINE_enum("checkpoint", "latest", list(CHECKPOINTS), "Which checkpoint.")
     flags.DEFINE_string("export_dir", None, "The model's folder; the SavedModel goes to "
                         "EXPORT_DIR/VERSION.")
     flags.DEFINE_integer("version", 1, "The version folder TF Serving serves.")

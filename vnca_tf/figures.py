@@ -78,7 +78,7 @@ def samples(model, path, num_samples=64, seed=0):
 
 
 def growth(model, path, seed=0):
-    """One sample growing: the seed, every step and every doubling (Fig. 4/8)."""
+    """One sample growing: the initial grid, every step and every doubling (Fig. 4/8)."""
     z = model.prior.sample(1, seed=seed)
     config = model.config
     if config.decoder == "doubling":

@@ -4,7 +4,7 @@ import keras
 import tensorflow as tf
 
 from vnca_tf.baselines import ConvBaseline
-from vnca_tf.configs import ModelConfig
+from vnca_tf.configs import PRECISIONS, ModelConfig
 from vnca_tf.layers import UpdateNet
 from vnca_tf.nca import DoublingNCA, NonDoublingNCA, damage_right_half, damage_square
 from vnca_tf.vae import VAE, as_seed, split_seed
@@ -31,8 +31,22 @@ class VNCA(VAE):
         self.decoder.build((None, None, None, config.latent_size))
         self.built = True
 
+    def draw_num_steps(self, seed):
+        """Non-doubling: a step count uniform on [min_steps, max_steps] from
+        ``seed``; doubling: None (always K + 1 stages of M steps)."""
+        if self.config.decoder == "doubling":
+            return None
+        return self.decoder.draw_num_steps(as_seed(seed))
+
+    @property
+    def pool_cell_shape(self):
+        """Non-doubling: (H, W, latent_size), the grid it can keep running; doubling: None."""
+        if self.config.decoder == "doubling":
+            return None
+        return (*self.decoder.grid_shape, self.config.latent_size)
+
     def grow(self, cells, seed=None, num_steps=None, return_trajectory=False, rows=None):
-        """Runs the NCA from given cells (seeds, pooled or damaged states).
+        """Runs the NCA from given cells (initial, pooled or damaged ones).
 
         For the non-doubling decoder the step count is ``num_steps`` or drawn
         from ``seed``; the update masks (update_probability < 1) come from
@@ -44,22 +58,28 @@ class VNCA(VAE):
         if self.config.decoder == "doubling":
             return self.decoder(cells, return_trajectory=return_trajectory, **masks)
         if num_steps is None:
-            num_steps = self.decoder.draw_num_steps(seed)
+            num_steps = self.draw_num_steps(seed)
         return self.decoder(cells, num_steps=num_steps, return_trajectory=return_trajectory,
                             **masks)
 
-    def decode_cells(self, z, seed=None, num_steps=None, rows=None):
-        """The cells grown from latents z (B, latent_size)."""
-        return self.grow(self.decoder.seed(z), seed, num_steps, rows=rows)
+    def decode_cells(self, z, seed=None, num_steps=None, rows=None, start_cells=None,
+                     use_start=None):
+        """The cells grown from latents z (B, latent_size), or, where
+        ``use_start`` is true, from ``start_cells`` (without their gradient)."""
+        cells = self.decoder.initial_cells(z)
+        if start_cells is not None:
+            cells = tf.where(use_start[:, None, None, None], tf.stop_gradient(start_cells),
+                             cells)
+        return self.grow(cells, seed, num_steps, rows=rows)
 
     def growth(self, z, seed=None, num_steps=None):
         """Mean images of every stage of growth, (T, B, H, W, C), for latents z.
 
-        Doubling: the seed, every step and every doubling; non-doubling: the seed
+        Doubling: the initial grid, every step and every doubling; non-doubling: it
         and every step (``num_steps`` of them, or a number drawn from ``seed``).
         """
         steps_seed, picture_seed = split_seed(seed, 2)
-        _, trajectory = self.grow(self.decoder.seed(z), steps_seed, num_steps,
+        _, trajectory = self.grow(self.decoder.initial_cells(z), steps_seed, num_steps,
                                   return_trajectory=True)
         return self.mean_image_of(trajectory, picture_seed)
 
@@ -73,7 +93,7 @@ class VNCA(VAE):
                              "growth; this model doubles. Use a *_damage preset.")
         grow_seed, damage_seed, picture_seed, recover_seed = split_seed(seed, 4)
         num_steps = num_steps or self.config.max_steps
-        grown = self.grow(self.decoder.seed(z), grow_seed, num_steps)
+        grown = self.grow(self.decoder.initial_cells(z), grow_seed, num_steps)
         damaged = damage_square(grown, damage_size or self.config.image_shape[1] // 2,
                                 damage_seed)
         recovered = self.grow(damaged, recover_seed, num_steps)
@@ -82,13 +102,13 @@ class VNCA(VAE):
 
     def damaged_growth(self, z, stage: int, seed=None):
         """Final cells when the right half of the cells is zeroed at the start
-        of ``stage`` (0: the seed; s >= 1: after stage s-1's steps, just before
+        of ``stage`` (0: the initial grid; s >= 1: after stage s-1's steps, just before
         doubling s): the paper's damage during growth (Fig. 11, doubling VNCA).
         ``seed``: the update masks' (the same as undamaged growth with it)."""
         if self.config.decoder != "doubling":
             raise ValueError("Damage during growth is defined for the doubling VNCA.")
         masks = _mask_arguments(as_seed(seed))
-        cells = self.decoder.seed(z)
+        cells = self.decoder.initial_cells(z)
         if stage:
             # Damage before or after the doubling is the same: children copy parents.
             cells = self.decoder.doubling(self.decoder(cells, last_stage=stage - 1, **masks))
@@ -105,9 +125,6 @@ def _mask_arguments(seed, rows=None) -> dict:
     """The decoder's update-mask arguments (see nca.update_masks) for a grow
     seed: the masks' own seed is derived from it, apart from the step count's."""
     return dict(seed=tf.random.experimental.stateless_fold_in(seed, 1), rows=rows)
-
-
-PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 
 
 def build_model(config: ModelConfig, precision: str = "float32",

@@ -1,6 +1,6 @@
 """The two NCA decoders (doubling and non-doubling) and the damage operations.
 
-A decoder maps a latent vector to a grid of cell states: ``seed(z)`` lays z out
+A decoder maps a latent vector to a grid of cell states: ``initial_cells(z)`` lays z out
 on the starting grid and ``call`` runs the automaton, z_t = z_{t-1} + m_t u(z_{t-1}),
 where m_t is 1 for every cell (``update_probability`` 1, the paper's text) or a
 per-cell Bernoulli(update_probability) mask drawn anew at every step (as in
@@ -16,7 +16,7 @@ import math
 import tensorflow as tf
 from keras import layers
 
-from vnca_tf.configs import SEED_SIZE
+from vnca_tf.configs import INITIAL_SIDE
 from vnca_tf.layers import Doubling
 
 
@@ -159,7 +159,7 @@ def _new_frames(first_frame, num_frames):
 
 
 class DoublingNCA(_NCA):
-    """The VNCA decoder: a 2x2 seed, then K+1 stages of M steps with a doubling
+    """The VNCA decoder: a 2x2 initial grid, then K+1 stages of M steps with a doubling
     before every stage but the first (MNIST: K = 4 -> 32x32; CelebA: K = 5 -> 64x64).
 
     ``call(cells)`` starts at the stage whose grid matches ``cells``: a 2x2 grid
@@ -173,17 +173,17 @@ class DoublingNCA(_NCA):
         self.num_doublings = num_doublings
         self.steps_per_stage = steps_per_stage
         self.doubling = Doubling(dtype="float32")
-        self.output_size = SEED_SIZE * 2 ** num_doublings
+        self.output_size = INITIAL_SIDE * 2 ** num_doublings
 
-    def seed(self, z):
-        """Tiles latents (B, Z) into the 2x2 seed grid (B, 2, 2, Z)."""
-        return tf.tile(z[:, None, None, :], [1, SEED_SIZE, SEED_SIZE, 1])
+    def initial_cells(self, z):
+        """Tiles latents (B, Z) into the 2x2 initial grid (B, 2, 2, Z)."""
+        return tf.tile(z[:, None, None, :], [1, INITIAL_SIDE, INITIAL_SIDE, 1])
 
     def start_stage(self, side: int) -> int:
         """The stage a grid of side ``side`` starts at; errors for other sizes."""
-        stage = math.log2(side / SEED_SIZE) if side else -1
+        stage = math.log2(side / INITIAL_SIDE) if side else -1
         if stage != int(stage) or not 0 <= stage <= self.num_doublings:
-            sizes = [SEED_SIZE * 2 ** s for s in range(self.num_doublings + 1)]
+            sizes = [INITIAL_SIDE * 2 ** s for s in range(self.num_doublings + 1)]
             raise ValueError(
                 f"The doubling NCA grows grids of side {sizes}; got cells of side "
                 f"{side}. Pass a square grid of one of those sizes.")
@@ -241,7 +241,7 @@ class NonDoublingNCA(_NCA):
         self.min_steps = min_steps
         self.max_steps = max_steps
 
-    def seed(self, z):
+    def initial_cells(self, z):
         """Tiles latents (B, Z) over the full grid (B, H, W, Z)."""
         height, width = self.grid_shape
         return tf.tile(z[:, None, None, :], [1, height, width, 1])

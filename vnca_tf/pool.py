@@ -7,24 +7,60 @@ states replace the second half of the batch's seeds); after the step every new
 capacity. Entries live in tf.Variables of fixed shape (capacity, ...) with a
 ``size`` counter, so the pool is in the checkpoint, has static shapes (XLA), and
 is mirrored identically on every replica.
+
+``mix`` makes a replica's batch for a step and ``update`` puts the step's
+grown cells in: the Trainer needs nothing else of pool training.
 """
 
 import tensorflow as tf
 
-_MIRRORED = dict(trainable=False, aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+from vnca_tf.distribution import MIRRORED
+from vnca_tf.nca import damage_square
 
 
 class Pool(tf.Module):
-    """Fixed-capacity storage of (image, cell state) pairs."""
+    """Fixed-capacity storage of (image, cell state) pairs, for batches of
+    ``replica_batch`` images on each of ``num_replicas`` replicas."""
 
-    def __init__(self, capacity: int, image_shape, cell_shape, name="pool"):
+    def __init__(self, capacity: int, image_shape, cell_shape, damage_size: int,
+                 replica_batch: int, num_replicas: int = 1, name="pool"):
         super().__init__(name=name)
+        if replica_batch < 4:
+            raise ValueError("Pool training needs at least 4 images per replica, got "
+                             f"{replica_batch}.")
         self.capacity = capacity
+        self.damage_size = damage_size
+        self.replica_batch = replica_batch
+        # The authors' split: half of each batch from the pool, a quarter damaged.
+        self.served_per_replica = replica_batch // 2
+        self.served = self.served_per_replica * num_replicas
         self.images = tf.Variable(tf.zeros([capacity, *image_shape], tf.uint8),
-                                  name="images", **_MIRRORED)
+                                  name="images", **MIRRORED)
         self.cells = tf.Variable(tf.zeros([capacity, *cell_shape], tf.float32),
-                                 name="cells", **_MIRRORED)
-        self.size = tf.Variable(0, dtype=tf.int32, name="size", **_MIRRORED)
+                                 name="cells", **MIRRORED)
+        self.size = tf.Variable(0, dtype=tf.int32, name="size", **MIRRORED)
+
+    def mix(self, images, replica, seed):
+        """A replica's images and start cells for a step: once the pool can
+        serve every replica, the second half of the batch continues from the
+        replica's share of the pool's first entries (their images and cells),
+        the first quarter of those damaged (a zeroed square from ``seed``).
+        Returns (images, start_cells, use_start); see VAE.loss_terms."""
+        half, quarter = self.served_per_replica, self.replica_batch // 4
+        use_pool = self.can_serve(self.served)
+        pool_images, pool_cells = self.head(replica * half, half)
+        damaged = damage_square(pool_cells[:quarter], self.damage_size,
+                                tf.random.experimental.stateless_fold_in(seed, replica))
+        start_cells = tf.concat([tf.zeros_like(pool_cells), damaged, pool_cells[quarter:]], 0)
+        use_start = use_pool & (tf.range(self.replica_batch) >= half)
+        images = tf.where(use_pool, tf.concat([images[:half], pool_images], 0), images)
+        return images, start_cells, use_start
+
+    def update(self, images, final_cells, seed):
+        """After a step (cross-replica): drops the entries ``mix`` served and adds
+        the step's (image, grown cells) pairs of all replicas."""
+        taken = tf.where(self.can_serve(self.served), self.served, 0)
+        self.refill(taken, images, final_cells, seed)
 
     def can_serve(self, count: int):
         """Whether the pool holds more than ``count`` entries (the authors' rule)."""

@@ -10,6 +10,7 @@ run continues exactly where it stopped.
 """
 
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -19,87 +20,18 @@ from typing import Optional
 import keras
 import tensorflow as tf
 
-from vnca_tf import data, summaries
+from vnca_tf import data, microbatches, summaries
 from vnca_tf.configs import Preset
+from vnca_tf.distribution import MIRRORED, is_chief
+from vnca_tf.loss_scale import DynamicLossScale
 from vnca_tf.model import build_model
-from vnca_tf.nca import damage_square
 from vnca_tf.optimizers import TorchAdam
 from vnca_tf.pool import Pool
 
-STRATEGIES = ("auto", "default", "mirrored", "multi_worker")
-_MIRRORED = dict(trainable=False, aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
 
 
 class NonFiniteError(RuntimeError):
     """Too many non-finite updates in a row."""
-
-
-class DynamicLossScale(tf.Module):
-    """Loss scaling for float16 (as Keras' LossScaleOptimizer does it): the
-    gradients of loss * scale are divided by scale; an overflow halves the scale
-    (down to 1) and the update is skipped; ``growth_interval`` finite steps in a
-    row double it. Disabled, the scale stays 1."""
-
-    def __init__(self, enabled: bool, initial: float = 2.0 ** 15,
-                 growth_interval: int = 2000):
-        super().__init__(name="loss_scale")
-        self.enabled = enabled
-        self.growth_interval = growth_interval
-        self.scale = tf.Variable(initial if enabled else 1.0, dtype=tf.float32, **_MIRRORED)
-        self.finite_steps = tf.Variable(0, dtype=tf.int64, **_MIRRORED)
-
-    def is_overflow(self, finite):
-        """Whether a step's non-finite gradients are the scale's doing."""
-        return tf.logical_not(finite) & (self.scale > 1.0) & self.enabled
-
-    def update(self, finite):
-        """Adjusts the scale after a step (cross-replica context)."""
-        if not self.enabled:
-            return
-        grow = finite & (self.finite_steps + 1 >= self.growth_interval)
-        self.scale.assign(tf.where(finite, tf.where(grow, self.scale * 2.0, self.scale),
-                                   tf.maximum(self.scale / 2.0, 1.0)))
-        self.finite_steps.assign(tf.where(finite & ~grow, self.finite_steps + 1, 0))
-
-
-def choose_strategy(name: str = "auto") -> tf.distribute.Strategy:
-    """The strategy for this machine: MultiWorkerMirrored when TF_CONFIG names
-    a cluster of several tasks, Mirrored on several local GPUs, else the default.
-    Create it before any other TensorFlow work (multi-worker requires that)."""
-    if name not in STRATEGIES:
-        raise ValueError(f"Unknown strategy {name!r}; use one of {', '.join(STRATEGIES)}.")
-    if name == "auto":
-        cluster = json.loads(os.environ.get("TF_CONFIG") or "{}").get("cluster", {})
-        if sum(len(tasks) for kind, tasks in cluster.items() if kind != "ps") > 1:
-            name = "multi_worker"
-        elif len(tf.config.list_logical_devices("GPU")) > 1:
-            name = "mirrored"
-        else:
-            name = "default"
-    if name == "multi_worker":
-        return tf.distribute.MultiWorkerMirroredStrategy()
-    if name == "mirrored":
-        return tf.distribute.MirroredStrategy()
-    return tf.distribute.get_strategy()
-
-
-def strategy_name(strategy: tf.distribute.Strategy) -> str:
-    """The tf.distribute name a user knows the strategy by."""
-    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
-        return "MultiWorkerMirroredStrategy"
-    if isinstance(strategy, tf.distribute.MirroredStrategy):
-        return "MirroredStrategy"
-    return "default"
-
-
-def is_chief(strategy: tf.distribute.Strategy) -> bool:
-    """Whether this task writes checkpoints and summaries."""
-    resolver = getattr(strategy, "cluster_resolver", None)
-    if resolver is None or not resolver.task_type:
-        return True
-    return resolver.task_type == "chief" or (
-        resolver.task_type == "worker" and resolver.task_id == 0
-        and "chief" not in resolver.cluster_spec().as_dict())
 
 
 class Trainer:
@@ -134,14 +66,6 @@ class Trainer:
             raise ValueError(f"microbatches must divide the {self.local_batch} images of "
                              f"each replica, got {microbatches}.")
         self.microbatches = microbatches
-        self.draws_steps = (preset.model.architecture == "vnca"
-                            and preset.model.decoder == "non_doubling")
-        if self.config.pool_size and not self.draws_steps:
-            raise ValueError("Pool and damage training is for non-doubling VNCAs; set "
-                             "pool_size=0 for this model.")
-        if self.config.pool_size and self.local_batch < 4:
-            raise ValueError("Pool training needs at least 4 images per replica, got "
-                             f"{self.local_batch}.")
         if jit_compile is None:  # XLA's CPU convolutions are many times slower.
             jit_compile = bool(tf.config.list_logical_devices("GPU"))
         self.jit_compile = jit_compile
@@ -157,17 +81,21 @@ class Trainer:
             self.model = build_model(model_config, precision, recompute)
             self.optimizer = TorchAdam(self.config.learning_rate)
             self.optimizer.build(self.model.trainable_variables)
-            self.step = tf.Variable(0, dtype=tf.int64, name="step", **_MIRRORED)
-            self.nonfinite_total = tf.Variable(0, dtype=tf.int64, **_MIRRORED)
-            self.nonfinite_in_a_row = tf.Variable(0, dtype=tf.int64, **_MIRRORED)
-            self.best_validation = tf.Variable(math.inf, dtype=tf.float32, **_MIRRORED)
+            self.step = tf.Variable(0, dtype=tf.int64, name="step", **MIRRORED)
+            self.nonfinite_total = tf.Variable(0, dtype=tf.int64, **MIRRORED)
+            self.nonfinite_in_a_row = tf.Variable(0, dtype=tf.int64, **MIRRORED)
+            self.best_validation = tf.Variable(math.inf, dtype=tf.float32, **MIRRORED)
             # Wall-clock seconds of training up to the checkpoint (over resumes).
-            self.train_seconds = tf.Variable(0.0, dtype=tf.float64, **_MIRRORED)
+            self.train_seconds = tf.Variable(0.0, dtype=tf.float64, **MIRRORED)
             self.loss_scale = DynamicLossScale(precision == "mixed_float16")
             self.pool = None
             if self.config.pool_size:
+                if self.model.pool_cell_shape is None:
+                    raise ValueError("Pool and damage training is for non-doubling VNCAs; "
+                                     "set pool_size=0 for this model.")
                 self.pool = Pool(self.config.pool_size, model_config.image_shape,
-                                 tuple(model_config.image_shape[:2]) + (model_config.latent_size,))
+                                 self.model.pool_cell_shape, self.config.damage_size,
+                                 self.local_batch, self.num_replicas)
         trackables = dict(model=self.model, optimizer=self.optimizer, step=self.step,
                           nonfinite_total=self.nonfinite_total,
                           nonfinite_in_a_row=self.nonfinite_in_a_row,
@@ -246,90 +174,41 @@ class Trainer:
             tf.constant([self.config.seed, 0]), self.step)
         return tf.unstack(tf.random.experimental.stateless_split(step_seed, 4))
 
-    def _loss_and_gradients_fn(self, images, noise, decode_seed, num_steps, first_row,
-                               pool_cells, from_pool):
-        """Loss terms and gradients of some of a replica's images (summed over
-        them, divided by the global batch size), which are rows ``first_row``...
-        of the global batch. Where ``from_pool`` is true, an image's cells start
-        from ``pool_cells`` instead of its latent's seed."""
-        model = self.model
-        rows = tf.stack([first_row, self.config.batch_size])
+    def _loss_and_gradients_fn(self, part, images, noise, start_cells=None, use_start=None,
+                               *, decode_seed, num_steps, first_row):
+        """Loss sums and gradients (of the loss summed over ``images``, divided
+        by the global batch size) of part ``part`` of a replica's images (see
+        microbatches.accumulate), which starts at row ``first_row`` + part *
+        its size of the global batch; and the grown cells."""
+        rows = tf.stack([first_row + part * tf.shape(images)[0], self.config.batch_size])
         with tf.GradientTape() as tape:
-            float_images = tf.cast(images, tf.float32)
-            posterior = model._posterior(float_images)
-            z = posterior.mean() + posterior.stddev() * noise
-            if pool_cells is None:
-                final = model.decode_cells(z, decode_seed, num_steps, rows=rows)
-            else:
-                cells = tf.where(from_pool[:, None, None, None],
-                                 tf.stop_gradient(pool_cells), model.decoder.seed(z))
-                final = model.grow(cells, decode_seed, num_steps, rows=rows)
-            terms = model.negative_elbo(float_images, posterior, final, self.config.beta)
+            terms = self.model.loss_terms(images, noise, self.config.beta, start_cells,
+                                          use_start, num_steps, decode_seed, rows)
             scale = self.loss_scale.scale
             scaled = tf.reduce_sum(terms["loss"]) / self.config.batch_size * scale
-        gradients = [g / scale for g in tape.gradient(scaled, model.trainable_variables)]
-        sums = tf.stack([tf.reduce_sum(terms[k]) for k in ("loss", "reconstruction", "kl")])
-        return gradients, sums, final
-
-    def _accumulated_loss_and_gradients(self, images, noise, decode_seed, num_steps,
-                                        first_row, pool_cells, from_pool):
-        """``_loss_and_gradients`` over the replica's images in ``microbatches``
-        parts, one after the other (so that only one part's activations live at a
-        time), with gradients and sums added up and the final cells concatenated."""
-        parts = self.microbatches
-        if parts == 1:  # The default: no loop, no accumulators on the step's path.
-            return self._loss_and_gradients(images, noise, decode_seed, num_steps,
-                                            first_row, pool_cells, from_pool)
-        size = self.local_batch // parts
-        inputs = [images, noise] + ([] if pool_cells is None else [pool_cells, from_pool])
-        inputs = [tf.reshape(t, [parts, size, *t.shape[1:]]) for t in inputs]
-
-        def body(i, gradients, sums, finals):
-            part_images, part_noise, *pool_part = [t[i] for t in inputs]
-            new_gradients, new_sums, final = self._loss_and_gradients(
-                part_images, part_noise, decode_seed, num_steps, first_row + i * size,
-                *(pool_part or [None, None]))
-            return (i + 1, [g + n for g, n in zip(gradients, new_gradients)],
-                    sums + new_sums, finals.write(i, final))
-
         variables = self.model.trainable_variables
-        finals = tf.TensorArray(tf.float32, size=parts)
-        _, gradients, sums, finals = tf.while_loop(
-            lambda i, *_: i < parts, body,
-            (tf.constant(0), [tf.zeros_like(v) for v in variables], tf.zeros([3]), finals),
-            parallel_iterations=1)
-        final = finals.stack()
-        return gradients, sums, tf.reshape(final, [self.local_batch, *final.shape[2:]])
+        gradients = [g / scale for g in tape.gradient(scaled, variables)]
+        sums = tf.stack([tf.reduce_sum(terms[k]) for k in ("loss", "reconstruction", "kl")])
+        return gradients, sums, terms["final_cells"]
 
     def _replica_step(self, images, seeds):
-        """One replica's share: pooled inputs, loss, gradients; all-reduced."""
+        """One replica's share: its images (mixed with pooled cells), noise and
+        rows of the global batch; loss and gradients, all-reduced."""
         noise_seed, decode_seed, damage_seed, _ = seeds
         context = tf.distribute.get_replica_context()
         replica = context.replica_id_in_sync_group
         first_row = replica * self.local_batch
         noise = tf.random.stateless_normal(
             [self.config.batch_size, self.preset.model.latent_size], noise_seed)
-        noise = noise[first_row:first_row + self.local_batch]
-        num_steps = None
-        if self.draws_steps:
-            num_steps = self.model.decoder.draw_num_steps(decode_seed)
-        pool_cells, from_pool = None, None
+        inputs = [images, noise[first_row:first_row + self.local_batch]]
         if self.pool is not None:
-            half = self.local_batch // 2
-            use_pool = self.pool.can_serve(half * self.num_replicas)
-            pool_images, pool_cells = self.pool.head(replica * half, half)
-            quarter = self.local_batch // 4
-            # The second half of the batch continues from pooled cells, a quarter
-            # of the batch damaged; the first half grows from its seeds.
-            pool_cells = tf.concat([
-                tf.zeros_like(pool_cells),
-                damage_square(pool_cells[:quarter], self.config.damage_size,
-                              tf.random.experimental.stateless_fold_in(damage_seed, replica)),
-                pool_cells[quarter:]], 0)
-            from_pool = use_pool & (tf.range(self.local_batch) >= half)
-            images = tf.where(use_pool, tf.concat([images[:half], pool_images], 0), images)
-        gradients, sums, final = self._accumulated_loss_and_gradients(
-            images, noise, decode_seed, num_steps, first_row, pool_cells, from_pool)
+            images, start_cells, use_start = self.pool.mix(images, replica, damage_seed)
+            inputs = [images, inputs[1], start_cells, use_start]
+        loss_and_gradients = functools.partial(
+            self._loss_and_gradients, decode_seed=decode_seed, first_row=first_row,
+            num_steps=self.model.draw_num_steps(decode_seed))
+        gradients, sums, final = microbatches.accumulate(loss_and_gradients, inputs,
+                                                         self.microbatches)
         gradients, sums = context.all_reduce(tf.distribute.ReduceOp.SUM, (gradients, sums))
         return gradients, sums, images, final
 
@@ -347,9 +226,7 @@ class Trainer:
                                                 use_norm=norm)
             self.optimizer.apply(clipped, self.model.trainable_variables)
             if self.pool is not None:
-                half = self.local_batch // 2 * self.num_replicas
-                taken = tf.where(self.pool.can_serve(half), half, 0)
-                self.pool.refill(taken, self.strategy.gather(images, axis=0),
+                self.pool.update(self.strategy.gather(images, axis=0),
                                  self.strategy.gather(final, axis=0), seeds[3])
             self.nonfinite_in_a_row.assign(0)
             return tf.constant(True)
@@ -382,7 +259,7 @@ class Trainer:
 
     @tf.function
     def _validation_elbo(self, images, seed):
-        return self.model.elbo(images, seed=seed)["loss"]
+        return self.model.negative_elbo(images, seed=seed)["loss"]
 
     def train(self, num_steps: Optional[int] = None, progress: bool = True) -> dict:
         """Trains up to ``num_steps`` (default: the config's), resuming from the

@@ -49,11 +49,26 @@ class VAE(keras.Model):
         self.encoder = Encoder(config.latent_size, config.encoder_channels, name="encoder")
         self.encoder.build((None,) + tuple(config.image_shape))
 
-    def decode_cells(self, z, seed=None, num_steps=None, rows=None):
-        """The decoder's output grid (B, H, W, channels) for latents (B, Z);
-        ``rows`` = (first, total): z are rows first... of a batch of ``total``
-        (decoders whose randomness is per image draw it as for that batch)."""
+    def decode_cells(self, z, seed=None, num_steps=None, rows=None, start_cells=None,
+                     use_start=None):
+        """The decoder's output grid (B, H, W, channels) for latents (B, Z).
+        ``seed``: the decoder's randomness; ``rows`` = (first, total): z are rows
+        first... of a batch of ``total`` (decoders whose randomness is per image
+        draw it as for that batch); ``start_cells``/``use_start``: see
+        ``loss_terms``."""
         raise NotImplementedError
+
+    def draw_num_steps(self, seed):
+        """The decoder's number of steps for one batch, drawn from ``seed``; None
+        for decoders with a fixed number (the default)."""
+        del seed
+        return None
+
+    @property
+    def pool_cell_shape(self):
+        """The shape of one image's grown cells that pool training continues
+        from, or None for models that cannot continue growing (the default)."""
+        return None
 
     @property
     def prior(self) -> tfd.Distribution:
@@ -138,30 +153,41 @@ class VAE(keras.Model):
         """(sampled, mean) reconstructions decoded from the posterior means."""
         return self.decode_pictures(self.encode_mean(images), seed)
 
-    def elbo(self, images, beta=1.0, seed=None):
-        """The beta-weighted negative ELBO with one z sample, per image, in nats.
+    def loss_terms(self, images, noise, beta=1.0, start_cells=None, use_start=None,
+                   num_steps=None, seed=None, rows=None):
+        """The beta-weighted negative ELBO per image, in nats, for z = mean +
+        stddev * ``noise`` under q(z|x): the one loss of training and validation.
+
+        ``noise`` (B, latent_size) is standard normal; ``seed`` draws the
+        decoder's randomness (see ``decode_cells``, like ``num_steps`` and
+        ``rows``). Where ``use_start`` (B,) is true, an image's cells start
+        from ``start_cells`` (pooled states, without their gradient) instead of
+        its z (pool training; models that grow cells only).
 
         Returns a dict of (B,) tensors: ``loss`` = reconstruction + beta * kl,
-        ``reconstruction`` = -log p(x|z), ``kl`` = KL(q(z|x) || p(z)) (analytic).
+        ``reconstruction`` = -log p(x|z), ``kl`` = KL(q(z|x) || p(z))
+        (analytic), and the decoder's ``final_cells``.
         """
-        z_seed, decode_seed = split_seed(seed, 2)
         images = self.check_images(images)
         posterior = self._posterior(images)
-        z = posterior.sample(seed=z_seed)
-        return self.negative_elbo(images, posterior, self.decode_cells(z, decode_seed), beta)
-
-    def negative_elbo(self, images, posterior, final_cells, beta=1.0):
-        """The ``elbo`` terms for checked images, q(z|x) and the cells grown from
-        a z drawn from it (or from pooled states, in pool training)."""
+        z = posterior.mean() + posterior.stddev() * noise
+        final_cells = self.decode_cells(z, seed, num_steps, rows, start_cells, use_start)
         reconstruction = -self.likelihood.distribution(final_cells).log_prob(images)
         kl = tfd.kl_divergence(posterior, self.prior)
         return {"loss": reconstruction + beta * kl, "reconstruction": reconstruction,
-                "kl": kl}
+                "kl": kl, "final_cells": final_cells}
+
+    def negative_elbo(self, images, beta=1.0, seed=None):
+        """``loss_terms`` with one z per image drawn from ``seed``."""
+        noise_seed, decode_seed = split_seed(seed, 2)
+        noise = tf.random.stateless_normal(
+            [tf.shape(images)[0], self.config.latent_size], noise_seed)
+        return self.loss_terms(images, noise, beta, seed=decode_seed)
 
     def call(self, images, training=False):
         """The per-image loss (negative ELBO, beta = 1)."""
         del training
-        return self.elbo(images)["loss"]
+        return self.negative_elbo(images)["loss"]
 
     def iwae(self, images, num_samples=128, seed=None, chunk_size: int = 16):
         """The importance-weighted bound on log p(x) (Burda et al.), nats per image.
