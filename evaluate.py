@@ -53,7 +53,7 @@ def main(argv):
     if bool(FLAGS.model_dir) == bool(FLAGS.saved_model):
         raise app.UsageError("Give one of --model_dir (a folder written by train.py) and "
                              "--saved_model (an exported version folder).")
-    from vnca_tf import data, evaluation, figures
+    from vnca_tf import data, evaluation, figures, run_folder
     from vnca_tf.readers import DataError
 
     if FLAGS.saved_model:
@@ -68,8 +68,8 @@ def main(argv):
             model, preset = evaluation.load_saved_model(source)
             training = model.training
         else:
-            model, preset, training = evaluation.restore(FLAGS.model_dir, FLAGS.checkpoint)
-        names = (figures.applicable(preset.model) if FLAGS.figures == ["all"] else FLAGS.figures)
+            model, preset, training = run_folder.restore(FLAGS.model_dir, FLAGS.checkpoint)
+        names = figures.applicable(model) if FLAGS.figures == ["all"] else FLAGS.figures
         images = evaluation.test_images(preset, FLAGS.split, FLAGS.data_dir,
                                         FLAGS.data_source, FLAGS.dataset)
         if not FLAGS.skip_likelihood:
@@ -95,7 +95,7 @@ def main(argv):
                                        next(iter(pairs.batch(FLAGS.tsne_examples))))
             baseline = None
             if FLAGS.baseline_dir:
-                baseline, _, _ = evaluation.restore(FLAGS.baseline_dir, FLAGS.checkpoint)
+                baseline, _, _ = run_folder.restore(FLAGS.baseline_dir, FLAGS.checkpoint)
             paths = evaluation.draw_figures(model, [n for n in names if n != "tsne"], batch,
                                             output_dir, baseline=baseline, seed=FLAGS.seed)
             if "tsne" in names:
@@ -103,7 +103,7 @@ def main(argv):
                                                      labels=labels, seed=FLAGS.seed))
             for name, path in paths.items():
                 print(f"{name}: {path}")
-    except (evaluation.EvaluationError, DataError) as error:
+    except (evaluation.EvaluationError, run_folder.RunFolderError, DataError) as error:
         print(f"Error: {error}", file=sys.stderr)
         return 2
     return 0

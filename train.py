@@ -81,20 +81,6 @@ def resolve_preset() -> configs.Preset:
     return dataclasses.replace(preset, train=dataclasses.replace(preset.train, **overrides))
 
 
-def check_model_dir(preset: configs.Preset, model_dir: str) -> None:
-    """Refuses to resume a model_dir whose saved model differs from the preset's."""
-    path = os.path.join(model_dir, "config.json")
-    if not os.path.exists(path):
-        return
-    with open(path) as f:
-        saved = json.load(f)
-    wanted = json.loads(json.dumps(dataclasses.asdict(preset.model)))
-    if saved.get("model") != wanted or saved.get("dataset") != preset.dataset:
-        raise app.UsageError(
-            f"{model_dir} holds a run of another model ({saved.get('name')} on "
-            f"{saved.get('dataset')}); pick a new --model_dir to train {preset.name}.")
-
-
 def main(argv):
     del argv
     logging.set_verbosity(logging.WARNING)
@@ -104,12 +90,16 @@ def main(argv):
         return 0
     preset = resolve_preset()
     model_dir = FLAGS.model_dir or os.path.join("runs", preset.name)
-    check_model_dir(preset, model_dir)
 
     import tensorflow as tf  # After flag parsing: --help stays fast.
 
-    from vnca_tf import distribution, training
+    from vnca_tf import distribution, run_folder, training
     from vnca_tf.readers import DataError
+
+    try:
+        run_folder.check_resumable(model_dir, preset)
+    except run_folder.RunFolderError as error:
+        raise app.UsageError(str(error))
 
     if FLAGS.deterministic:
         tf.config.experimental.enable_op_determinism()
@@ -130,7 +120,7 @@ def main(argv):
     except ValueError as error:  # Flags that do not fit together or with the machine.
         raise app.UsageError(str(error))
     if trainer.chief:
-        training.save_config(preset, model_dir, {"run": run})
+        run_folder.save_config(model_dir, preset, run)
     try:
         metrics = trainer.train()
     except DataError as error:

@@ -10,7 +10,8 @@ import tensorflow as tf
 
 from conftest import REPO
 from vnca_tf import configs, data, evaluation, figures
-from vnca_tf.training import Trainer, save_config
+from vnca_tf.run_folder import RunFolderError, restore, save_config
+from vnca_tf.training import Trainer
 
 
 def _train(name, model_dir, data_dir, steps=10):
@@ -21,7 +22,7 @@ def _train(name, model_dir, data_dir, steps=10):
         preset.train, learning_rate=1e-3, eval_every=1000, image_every=1000,
         checkpoint_every=1000))
     Trainer(preset, model_dir, data_dir=data_dir).train(steps, progress=False)
-    save_config(preset, model_dir, {})
+    save_config(model_dir, preset)
     return model_dir
 
 
@@ -41,7 +42,7 @@ def baseline_dir(tmp_path_factory, data_dir):
 
 
 def test_iwae_128_is_at_least_the_elbo_on_the_same_images(mnist_dir, data_dir):
-    model, preset, training = evaluation.restore(mnist_dir)
+    model, preset, training = restore(mnist_dir)
     assert training["steps"] == 20 and training["wall_time_s"] > 0
     images = evaluation.test_images(preset, data_dir=data_dir).take(32)
     report = evaluation.log_likelihood(model, images, 128, batch_size=16, progress=False)
@@ -79,7 +80,7 @@ def _check_png(path, grid=None, shape=None):
 
 def test_each_figure_is_drawn_with_its_layout(mnist_dir, damage_dir, baseline_dir,
                                               data_dir, tmp_path):
-    model, preset, _ = evaluation.restore(mnist_dir)
+    model, preset, _ = restore(mnist_dir)
     images = next(iter(evaluation.test_images(preset, data_dir=data_dir).batch(16))).numpy()
     cell = 33  # 32 pixels and a 1-pixel border.
     grid = figures.reconstructions(model, images, tmp_path / "r.png")
@@ -91,17 +92,17 @@ def test_each_figure_is_drawn_with_its_layout(mnist_dir, damage_dir, baseline_di
     _check_png(tmp_path / "g.png", grid, (-(-frames // 3) * cell + 1, 3 * cell + 1))
     grid = figures.interpolations(model, images, tmp_path / "i.png", num_rows=4, num_points=10)
     _check_png(tmp_path / "i.png", grid, (4 * cell + 1, 10 * cell + 1))
-    baseline, _, _ = evaluation.restore(baseline_dir)
+    baseline, _, _ = restore(baseline_dir)
     grids = figures.damage_during_growth(model, tmp_path / "d.png", baseline=baseline)
     _check_png(tmp_path / "d.png", grids["VNCA"], (4 * cell + 1, 6 * cell + 1))
     assert grids["deep convolutional baseline"].shape[:2] == (4 * 29 + 1, 6 * 29 + 1)
-    damage_model, _, _ = evaluation.restore(damage_dir)
+    damage_model, _, _ = restore(damage_dir)
     grid = figures.damage_recovery(damage_model, tmp_path / "dr.png", num_samples=8)
     _check_png(tmp_path / "dr.png", grid, (3 * 29 + 1, 8 * 29 + 1))
 
 
 def test_tsne_embeds_labelled_encodings(mnist_dir, data_dir, tmp_path):
-    model, _, _ = evaluation.restore(mnist_dir)
+    model, _, _ = restore(mnist_dir)
     pairs = data.load("mnist", "test", data_dir=data_dir, with_labels=True)
     images, labels = (t.numpy() for t in next(iter(pairs.batch(300))))
     embedding = figures.tsne(model, images, labels, tmp_path / "t.png")
@@ -124,17 +125,17 @@ def test_all_figures_through_the_cli(damage_dir, data_dir, tmp_path):
 
 
 def test_bad_model_folders_and_datasets_are_explained(mnist_dir, data_dir, tmp_path):
-    with pytest.raises(evaluation.EvaluationError, match="no config.json"):
-        evaluation.restore(str(tmp_path))
-    save_config(configs.get_preset("test_mnist"), str(tmp_path), {})
-    with pytest.raises(evaluation.EvaluationError, match="No latest checkpoint .*train first"):
-        evaluation.restore(str(tmp_path))
-    _, preset, _ = evaluation.restore(mnist_dir)
+    with pytest.raises(RunFolderError, match="no config.json"):
+        restore(str(tmp_path))
+    save_config(str(tmp_path), configs.get_preset("test_mnist"))
+    with pytest.raises(RunFolderError, match="No latest checkpoint .*train first"):
+        restore(str(tmp_path))
+    _, preset, _ = restore(mnist_dir)
     with pytest.raises(evaluation.EvaluationError,
                        match=r"models images of shape \(32, 32, 1\).*celeb_a test gives "
                              r"\(32, 32, 3\)"):
         evaluation.test_images(preset, data_dir=data_dir, dataset="celeb_a")
-    model, _, _ = evaluation.restore(mnist_dir)
+    model, _, _ = restore(mnist_dir)
     with pytest.raises(evaluation.EvaluationError, match="needs MNIST"):
         evaluation.draw_figures(model, ["tsne"], np.zeros((8, 32, 32, 1)), str(tmp_path))
     with pytest.raises(evaluation.EvaluationError, match="Unknown figure"):

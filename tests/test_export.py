@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from conftest import REPO
 from vnca_tf import configs, evaluation
 from vnca_tf.export import LoadedModel, export
 from vnca_tf.model import build_model
@@ -166,13 +167,14 @@ def test_other_models_export_and_load(name, tmp_path, rng):
 
 
 def test_checkpoint_and_saved_model_evaluate_to_the_same_number(tmp_path, data_dir):
-    from vnca_tf.training import Trainer, save_config
+    from vnca_tf.run_folder import restore, save_config
+    from vnca_tf.training import Trainer
 
     preset = configs.get_preset("test_mnist")
     model_dir = str(tmp_path / "run")
     Trainer(preset, model_dir, data_dir=data_dir).train(5, progress=False)
-    save_config(preset, model_dir, {})
-    model, preset, training = evaluation.restore(model_dir)
+    save_config(model_dir, preset)
+    model, preset, training = restore(model_dir)
     loaded, _ = evaluation.load_saved_model(export(model, preset, str(tmp_path / "export"),
                                                    training=training))
     assert loaded.training == training and training["steps"] == 5
@@ -182,6 +184,19 @@ def test_checkpoint_and_saved_model_evaluate_to_the_same_number(tmp_path, data_d
     assert reports[0]["num_examples"] == reports[1]["num_examples"] == 48
     assert reports[0]["log_likelihood_nats"] == pytest.approx(
         reports[1]["log_likelihood_nats"], rel=1e-5)
+    # The exported model decodes 16 importance samples at a time: another chunk
+    # size is refused, not ignored.
+    with pytest.raises(ValueError, match="decodes 16 importance samples"):
+        evaluation.log_likelihood(loaded, images, num_samples=32, chunk_size=8,
+                                  max_examples=16, progress=False)
+    # The command line: an export, then a refusal to overwrite it (no traceback).
+    command = [sys.executable, os.path.join(REPO, "export.py"), f"--model_dir={model_dir}",
+               f"--export_dir={tmp_path / 'cli'}"]
+    first, second = (subprocess.run(command, capture_output=True, text=True, cwd=REPO)
+                     for _ in range(2))
+    assert first.returncode == 0 and "Exported test_mnist (step 5)" in first.stdout
+    assert second.returncode == 2 and "exists" in second.stderr
+    assert "Traceback" not in second.stderr
 
 
 def test_export_refuses_to_overwrite_and_loading_checks_the_folder(exported, tmp_path):

@@ -248,8 +248,8 @@ def _poison(trainer, bad_steps):
     """Makes the gradients of the given steps (1-based) NaN."""
     original = trainer._loss_and_gradients
 
-    def poisoned(*args):
-        gradients, sums, final = original(*args)
+    def poisoned(*args, **kwargs):
+        gradients, sums, final = original(*args, **kwargs)
         step = trainer.step + 1
         bad = tf.reduce_any(tf.equal(step, tf.constant(bad_steps, tf.int64)))
         factor = tf.where(bad, float("nan"), 1.0)

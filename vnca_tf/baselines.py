@@ -78,3 +78,11 @@ class ConvBaseline(VAE):
         out = self.out(hidden)
         (top, left), (height, width) = self.crop, self.config.image_shape[:2]
         return out[:, top:top + height, left:left + width]
+
+    def damage_during_growth(self, z, num_stages: int):
+        """Mean images of z decoded with the right half of the hidden state zeroed,
+        beside a VNCA's ``num_stages`` stages of damage: stage s is damaged before
+        up-convolution max(s - 1, 0) (t = 0 and M both map to the first, as in
+        the paper's Fig. 11), stacked to (num_stages, B, H, W, C)."""
+        return tf.stack([self.mean_image_of(self.decode_cells(z, damage_before=max(s - 1, 0)))
+                         for s in range(num_stages)])

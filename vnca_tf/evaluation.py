@@ -18,35 +18,11 @@ import tensorflow as tf
 
 from vnca_tf import configs, data, figures
 from vnca_tf.export import LoadedModel
-from vnca_tf.model import build_model
 from vnca_tf.units import nats_to_bits_per_dim
 
 
 class EvaluationError(ValueError):
     """A model folder or dataset that cannot be evaluated, and why."""
-
-
-def read_preset(model_dir: str) -> configs.Preset:
-    path = os.path.join(model_dir, "config.json")
-    if not os.path.isfile(path):
-        raise EvaluationError(
-            f"{model_dir} is not a training folder: it has no config.json. Pass the "
-            "--model_dir that train.py wrote to.")
-    with open(path) as f:
-        return configs.preset_from_dict(json.load(f))
-
-
-def checkpoint_path(model_dir: str, which: str = "latest") -> str:
-    """The path of the latest or best checkpoint in a training folder."""
-    if which not in configs.CHECKPOINTS:
-        raise EvaluationError(f"Unknown checkpoint {which!r}; use latest or best.")
-    folder = os.path.join(model_dir, "checkpoints" if which == "latest" else "best")
-    path = tf.train.latest_checkpoint(folder)
-    if path is None:
-        raise EvaluationError(
-            f"No {which} checkpoint in {folder}: train first (python train.py "
-            f"--model_dir={model_dir} ...), or pick another folder.")
-    return path
 
 
 def load_saved_model(path: str):
@@ -56,31 +32,6 @@ def load_saved_model(path: str):
     except FileNotFoundError as error:
         raise EvaluationError(str(error)) from None
     return model, model.preset
-
-
-def restore(model_dir: str, which: str = "latest"):
-    """(model, preset, training record) from a training folder's checkpoint."""
-    preset = read_preset(model_dir)
-    path = checkpoint_path(model_dir, which)
-    model = build_model(preset.model)
-    tf.train.Checkpoint(model=model).read(path).expect_partial().assert_existing_objects_matched()
-    return model, preset, training_record(model_dir, path)
-
-
-def training_record(model_dir: str, path: str) -> dict:
-    """How the checkpoint at ``path`` was trained: steps, wall-clock seconds
-    (None for checkpoints that predate the count), and train.py's run settings
-    (command, precision, strategy, replicas) from config.json."""
-    reader = tf.train.load_checkpoint(path)
-    seconds_key = "train_seconds/.ATTRIBUTES/VARIABLE_VALUE"
-    with open(os.path.join(model_dir, "config.json")) as f:
-        run = json.load(f).get("run", {})
-    record = {"steps": int(reader.get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE")),
-              "wall_time_s": (float(reader.get_tensor(seconds_key))
-                              if reader.has_tensor(seconds_key) else None)}
-    record.update({key: run[key] for key in ("command", "precision", "strategy", "replicas")
-                   if key in run})
-    return record
 
 
 def test_images(preset: configs.Preset, split: str = "test", data_dir=None,
@@ -115,22 +66,15 @@ def log_likelihood(model, images, num_samples: int = 128, batch_size: int = 16,
     """
     if max_examples:
         images = images.take(max_examples)
-    if isinstance(model, LoadedModel):
-        def iwae_fn(batch, index_seed):
-            return model.iwae(batch, num_samples, index_seed)
-    else:
-        compiled = tf.function(model.iwae)
-
-        def iwae_fn(batch, index_seed):
-            return compiled(batch, num_samples, seed=tf.constant([index_seed, 0]),
-                            chunk_size=chunk_size)
+    iwae = tf.function(model.iwae)  # A VAE or a LoadedModel: the same interface.
 
     total = int(images.cardinality())
     bar = keras.utils.Progbar(total if total > 0 else None, verbose=1 if progress else 0,
                               stateful_metrics=["nats"])
     values, start = [], time.perf_counter()
     for index, batch in enumerate(images.batch(batch_size)):
-        values.append(np.asarray(iwae_fn(batch, batch_seed(seed, index))))
+        index_seed = tf.constant([batch_seed(seed, index), 0])
+        values.append(np.asarray(iwae(batch, num_samples, index_seed, chunk_size)))
         bar.add(len(batch), [("nats", float(np.concatenate(values).mean()))])
     values = np.concatenate(values).astype(np.float64)
     if not np.isfinite(values).all():
@@ -154,7 +98,6 @@ def draw_figures(model, names, images, output_dir: str, labels=None, baseline=No
     if unknown:
         raise EvaluationError(f"Unknown figure(s) {unknown}; known: "
                               f"{', '.join(figures.FIGURES)}.")
-    config = model.config
     os.makedirs(output_dir, exist_ok=True)
     paths = {}
     for name in names:
@@ -170,18 +113,16 @@ def draw_figures(model, names, images, output_dir: str, labels=None, baseline=No
                 raise EvaluationError("The t-SNE figure colours encodings by digit label; "
                                       "it needs MNIST (labels come with the mnist dataset).")
             figures.tsne(model, images, labels, path, seed=seed)
-        elif config.architecture != "vnca":
-            raise EvaluationError(f"The {name} figure needs a VNCA, not a baseline.")
+        elif name not in figures.applicable(model):
+            raise EvaluationError(
+                f"This model ({model.damage_kind or 'a baseline'}) has no {name} figure: "
+                "growth needs a VNCA, damage_recovery a non-doubling one (a *_damage "
+                "preset), damage_during_growth a doubling one.")
         elif name == "growth":
             figures.growth(model, path, seed=seed)
         elif name == "damage_recovery":
-            if config.decoder != "non_doubling":
-                raise EvaluationError("Damage recovery needs a non-doubling VNCA "
-                                      "(a *_damage preset).")
             figures.damage_recovery(model, path, seed=seed)
         else:
-            if config.decoder != "doubling":
-                raise EvaluationError("Damage during growth needs a doubling VNCA.")
             figures.damage_during_growth(model, path, baseline=baseline, seed=seed)
         paths[name] = path
     return paths

@@ -1,8 +1,7 @@
 """SavedModel export for TF Serving and plain TensorFlow, and loading it back.
 
-    python -m vnca_tf.export --model_dir=runs/mnist --export_dir=exports/mnist [--version=1]
-
-writes exports/mnist/1/ (the layout TF Serving watches) with these signatures
+``export(model, preset, "exports/mnist")`` (or ``python export.py
+--model_dir=runs/mnist --export_dir=exports/mnist``) writes exports/mnist/1/ (the layout TF Serving watches) with these signatures
 (images are float32 NHWC holding the data's values: 0/1 for binary models,
 integers 0..255 for RGB; ``seed`` is an int64 scalar, negative for a fresh
 random seed):
@@ -36,7 +35,7 @@ from typing import Optional
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from vnca_tf.configs import CHECKPOINTS, Preset, preset_from_dict
+from vnca_tf.configs import Preset, preset_from_dict
 from vnca_tf.likelihoods import make_likelihood
 
 CONFIG_ASSET = os.path.join("assets.extra", "vnca_config.json")
@@ -73,13 +72,11 @@ class ServingModule(tf.Module):
             images, tf.TensorSpec([], tf.int32, name="k"), seed])
         self.grow = tf.function(self._grow, input_signature=[latents, seed])
         # Only the damage signature the model has (saving traces every one).
-        self.damage = {}
-        if config.architecture == "vnca" and config.decoder == "non_doubling":
-            self.damage["damage_recovery"] = tf.function(
-                self._damage_recovery, input_signature=[latents, seed])
-        elif config.architecture == "vnca":
-            self.damage["damage_during_growth"] = tf.function(
-                self._damage_during_growth, input_signature=[latents])
+        damage = {"damage_recovery": (self._damage_recovery, [latents, seed]),
+                  "damage_during_growth": (self._damage_during_growth, [latents])}
+        self.damage = {kind: tf.function(function, input_signature=inputs)
+                       for kind, (function, inputs) in damage.items()
+                       if kind == model.damage_kind}
 
     def signatures(self):
         return {"serving_default": self.sample, "reconstruct": self.reconstruct,
@@ -132,15 +129,7 @@ class ServingModule(tf.Module):
                                                   chunk_size=_CHUNK)}
 
     def _grow(self, latents, seed):
-        latents = self._checked_latents(latents)
-        config = self.model.config
-        if config.architecture != "vnca":
-            frames = self.model.decode_mean(latents, seed=_seed_pair(seed))[None]
-        elif config.decoder == "doubling":
-            frames = self.model.growth(latents, seed=_seed_pair(seed))
-        else:
-            frames = self.model.growth(latents, seed=_seed_pair(seed),
-                                       num_steps=config.max_steps)
+        frames = self.model.growth(self._checked_latents(latents), seed=_seed_pair(seed))
         return {"frames": frames}
 
     def _damage_recovery(self, latents, seed):
@@ -155,7 +144,7 @@ class ServingModule(tf.Module):
 def export(model, preset: Preset, export_dir: str, version: int = 1,
            training: Optional[dict] = None) -> str:
     """Writes the SavedModel of ``model`` to export_dir/version, with its preset
-    and ``training`` record (evaluation.training_record); returns the path."""
+    and ``training`` record (run_folder.training_record); returns the path."""
     path = os.path.join(export_dir, str(version))
     if os.path.exists(path):
         raise FileExistsError(f"{path} exists; pick another --version or folder.")
@@ -197,14 +186,22 @@ class LoadedModel:
         self.likelihood = make_likelihood(self.config)
         self.prior = tfp.distributions.Independent(
             tfp.distributions.Normal(tf.zeros(self.config.latent_size), 1.0), 1)
-        self.signatures = tf.saved_model.load(path).signatures
+        # Kept, so that the signatures' variables live as long as this object.
+        self.saved_model = tf.saved_model.load(path)
+        self.signatures = self.saved_model.signatures
 
     @staticmethod
     def _seed(seed):
-        """The signatures' int64 seed; only ints map onto it."""
-        if not isinstance(seed, int):
-            raise TypeError(f"An exported model takes int seeds, got {seed!r}.")
-        return tf.constant(seed, tf.int64)
+        """The signatures' int64 seed from an int s or the pair (s, 0) that the
+        signatures make of it (see _seed_pair); other seeds have no equivalent."""
+        if isinstance(seed, int):
+            return tf.constant(seed, tf.int64)
+        if tf.is_tensor(seed) and seed.shape == (2,):
+            tf.debugging.assert_equal(
+                seed[1], tf.zeros([], seed.dtype),
+                message="An exported model takes seeds (s, 0) (or the int s).")
+            return tf.cast(seed[0], tf.int64)
+        raise TypeError(f"An exported model takes int seeds, got {seed!r}.")
 
     def sample(self, num_samples, seed=0):
         out = self.signatures["serving_default"](num_samples=tf.constant(num_samples),
@@ -233,47 +230,35 @@ class LoadedModel:
     def damage_during_growth(self, z):
         return self._signature("damage_during_growth")(latents=z)["frames"]
 
+    @property
+    def damage_kind(self):
+        """The exported damage signature's name, or None (a baseline)."""
+        kinds = [kind for kind in ("damage_recovery", "damage_during_growth")
+                 if kind in self.signatures]
+        return kinds[0] if kinds else None
+
+    @property
+    def growth_columns(self):
+        """As the exported model's (VAE.growth_columns): its growth has one frame
+        per step, M + 1 per row for a doubling model."""
+        if self.damage_kind == "damage_during_growth":
+            return self.config.steps_per_stage + 1
+        return 8 if self.damage_kind else None
+
     def _signature(self, name):
         if name not in self.signatures:
             raise ValueError(f"This SavedModel has no {name} signature; it has "
                              f"{', '.join(sorted(self.signatures))}.")
         return self.signatures[name]
 
-    def iwae(self, images, num_samples: int, seed: int):
-        """The log_likelihood signature; ``seed`` is an int."""
+    def iwae(self, images, num_samples: int = 128, seed=0, chunk_size: int = _CHUNK):
+        """VAE.iwae through the log_likelihood signature, which decodes
+        ``_CHUNK`` importance samples at a time (another chunk_size is an error,
+        not ignored)."""
+        if chunk_size != _CHUNK:
+            raise ValueError(f"An exported model decodes {_CHUNK} importance samples at a "
+                             f"time; chunk_size={chunk_size} needs a checkpoint "
+                             "(--model_dir).")
         return self.signatures["log_likelihood"](
             images=tf.cast(images, tf.float32), k=tf.constant(num_samples),
-            seed=tf.constant(seed, tf.int64))["log_likelihood"]
-
-
-def main(argv):
-    """python -m vnca_tf.export --model_dir=runs/mnist --export_dir=exports/mnist"""
-    from absl import app, flags, logging
-
-    del argv
-    logging.set_verbosity(logging.WARNING)
-    flags_ = flags.FLAGS
-    if not flags_.model_dir or not flags_.export_dir:
-        raise app.UsageError("Give --model_dir (a training folder) and --export_dir.")
-    from vnca_tf import evaluation
-
-    model, preset, training = evaluation.restore(flags_.model_dir, flags_.checkpoint)
-    path = export(model, preset, flags_.export_dir, flags_.version, training)
-    print(f"Exported {preset.name} (step {training['steps']}) to {path}")
-
-
-def _define_flags():
-    from absl import flags
-
-    flags.DEFINE_string("model_dir", None, "A training folder written by train.py.")
-    flags.DEFINE_enum("checkpoint", "latest", list(CHECKPOINTS), "Which checkpoint.")
-    flags.DEFINE_string("export_dir", None, "The model's folder; the SavedModel goes to "
-                        "EXPORT_DIR/VERSION.")
-    flags.DEFINE_integer("version", 1, "The version folder TF Serving serves.")
-
-
-if __name__ == "__main__":
-    from absl import app
-
-    _define_flags()
-    app.run(main)
+            seed=self._seed(seed))["log_likelihood"]

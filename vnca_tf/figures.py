@@ -19,17 +19,17 @@ FIGURES = ("reconstructions", "samples", "growth", "interpolations", "tsne",
            "damage_recovery", "damage_during_growth")
 
 
-def applicable(config) -> tuple:
-    """The figures that exist for a model: growth and damage need a VNCA (damage
-    recovery a non-doubling one, damage during growth a doubling one); the
-    t-SNE needs digit labels (MNIST)."""
+def applicable(model) -> tuple:
+    """The figures that exist for a model (a VAE or an exported one): growth
+    and damage for models that grow (damage recovery for non-doubling VNCAs,
+    damage during growth for doubling ones); the t-SNE for binary digits."""
     names = ["reconstructions", "samples", "interpolations"]
-    if config.likelihood == "bernoulli":
+    if model.likelihood.binary:
         names.append("tsne")
-    if config.architecture == "vnca":
+    if model.growth_columns:
         names.append("growth")
-        names.append("damage_recovery" if config.decoder == "non_doubling"
-                     else "damage_during_growth")
+    if model.damage_kind:
+        names.append(model.damage_kind)
     return tuple(name for name in FIGURES if name in names)
 
 
@@ -80,12 +80,7 @@ def samples(model, path, num_samples=64, seed=0):
 def growth(model, path, seed=0):
     """One sample growing: the initial grid, every step and every doubling (Fig. 4/8)."""
     z = model.prior.sample(1, seed=seed)
-    config = model.config
-    if config.decoder == "doubling":
-        frames, columns = model.growth(z, seed=seed), config.steps_per_stage + 1
-    else:
-        frames, columns = model.growth(z, seed=seed, num_steps=config.max_steps), 8
-    grid = image_grid(frames[:, 0], columns).numpy()
+    grid = image_grid(model.growth(z, seed=seed)[:, 0], model.growth_columns).numpy()
     _save({"growth (time: left to right, top to bottom)": grid}, path)
     return grid
 
@@ -134,14 +129,9 @@ def damage_recovery(model, path, num_samples=8, seed=0):
     return grid
 
 
-def _damage_columns(model, z, stages):
-    """Mean images of z decoded intact, then damaged at each of ``stages``."""
-    if model.config.architecture == "baseline":
-        damaged = [model.mean_image_of(model.decode_cells(z, damage_before=stage))
-                   for stage in stages]
-    else:
-        damaged = tf.unstack(model.damage_during_growth(z))
-    columns = [model.decode_mean(z), *damaged]
+def _damage_columns(model, z, damaged):
+    """Mean images of z decoded intact, then the ``damaged`` ones beside them."""
+    columns = [model.decode_mean(z), *tf.unstack(damaged)]
     return image_grid(tf.reshape(tf.stack(columns, 1), [-1, *columns[0].shape[1:]]),
                       len(columns)).numpy()
 
@@ -151,12 +141,12 @@ def damage_during_growth(model, path, baseline=None, num_samples=4, seed=0):
     t = 0, M, 2M, ... (just before each doubling), Fig. 11; beside it the
     baseline damaged before each up-convolution (t = 0 and M both map to the
     first, as in the paper)."""
-    stages = range(model.config.num_doublings + 1)
     z = model.prior.sample(num_samples, seed=seed)
-    grids = {"VNCA": _damage_columns(model, z, stages)}
+    damaged = model.damage_during_growth(z)
+    grids = {"VNCA": _damage_columns(model, z, damaged)}
     if baseline is not None:
-        baseline_stages = [max(stage - 1, 0) for stage in stages]
         bz = baseline.prior.sample(num_samples, seed=seed)
-        grids["deep convolutional baseline"] = _damage_columns(baseline, bz, baseline_stages)
+        grids["deep convolutional baseline"] = _damage_columns(
+            baseline, bz, baseline.damage_during_growth(bz, len(damaged)))
     _save(grids, path)
     return grids

@@ -153,6 +153,7 @@ class BernoulliLikelihood:
 
     cell_channels = 1
     max_value = 1.0
+    binary = True
 
     def encoder_input(self, images):
         """What the encoder sees: the 0/1 images as they are (either scaling)."""
@@ -181,6 +182,7 @@ class LogisticMixtureLikelihood:
     """8-bit RGB (integers 0..255): PixelCNN++ discretized logistic mixture."""
 
     max_value = 255.0
+    binary = False
 
     def __init__(self, num_mixtures: int = 1, num_mean_samples: int = 100,
                  encoder_input: str = "likelihood_scale"):

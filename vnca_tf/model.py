@@ -72,12 +72,26 @@ class VNCA(VAE):
                              cells)
         return self.grow(cells, seed, num_steps, rows=rows)
 
+    @property
+    def damage_kind(self):
+        """Non-doubling: "damage_recovery" (Fig. 9/10); doubling:
+        "damage_during_growth" (Fig. 11)."""
+        return "damage_during_growth" if self.config.decoder == "doubling" else "damage_recovery"
+
+    @property
+    def growth_columns(self) -> int:
+        """Frames per row of a growth picture: a stage and its doubling (M + 1),
+        or 8 steps for the non-doubling decoder."""
+        return self.config.steps_per_stage + 1 if self.config.decoder == "doubling" else 8
+
     def growth(self, z, seed=None, num_steps=None):
         """Mean images of every stage of growth, (T, B, H, W, C), for latents z.
 
         Doubling: the initial grid, every step and every doubling; non-doubling: it
-        and every step (``num_steps`` of them, or a number drawn from ``seed``).
+        and every step (``num_steps`` of them, default max_steps).
         """
+        if num_steps is None and self.config.decoder != "doubling":
+            num_steps = self.config.max_steps
         steps_seed, picture_seed = split_seed(seed, 2)
         _, trajectory = self.grow(self.decoder.initial_cells(z), steps_seed, num_steps,
                                   return_trajectory=True)
@@ -102,8 +116,8 @@ class VNCA(VAE):
 
     def damaged_growth(self, z, stage: int, seed=None):
         """Final cells when the right half of the cells is zeroed at the start
-        of ``stage`` (0: the initial grid; s >= 1: after stage s-1's steps, just before
-        doubling s): the paper's damage during growth (Fig. 11, doubling VNCA).
+        of ``stage`` (0: the initial grid; s >= 1: after stage s-1's steps, just
+        before doubling s): the paper's damage during growth (Fig. 11).
         ``seed``: the update masks' (the same as undamaged growth with it)."""
         if self.config.decoder != "doubling":
             raise ValueError("Damage during growth is defined for the doubling VNCA.")

@@ -66,7 +66,6 @@ class Writer:
         growth and (non-doubling) damage recovery; only on the chief."""
         if not self.enabled:
             return
-        config = model.config
         scale = model.likelihood.max_value
         images = images[:NUM_PICTURES]
         samples, means = model.sample(NUM_PICTURES, seed=[seed, step])
@@ -81,13 +80,10 @@ class Writer:
                 tf.concat([originals, recon_means], 0), len(images)),
         }
         z = model.prior.sample(1, seed=[seed, step])
-        is_vnca = config.architecture == "vnca"  # A baseline has no growth to show.
-        if is_vnca and config.decoder == "doubling":
+        if model.growth_columns:  # A baseline has no growth to show.
             growth = model.growth(z, seed=[seed, step])
-            pictures["growth/means"] = image_grid(growth[:, 0], config.steps_per_stage + 1)
-        elif is_vnca:
-            growth = model.growth(z, seed=[seed, step], num_steps=config.max_steps)
-            pictures["growth/means"] = image_grid(growth[::4, 0], 8)
+            pictures["growth/means"] = image_grid(growth[:, 0], model.growth_columns)
+        if model.damage_kind == "damage_recovery":
             rows = model.damage_recovery(model.prior.sample(NUM_PICTURES, seed=[step, seed]),
                                          seed=[seed, step])
             pictures["damage/recovery"] = image_grid(tf.concat(rows, 0), NUM_PICTURES)

@@ -9,18 +9,15 @@ seed, t), and the data pipeline skips the t batches already seen, so a restored
 run continues exactly where it stopped.
 """
 
-import dataclasses
 import functools
-import json
 import math
-import os
 import time
 from typing import Optional
 
 import keras
 import tensorflow as tf
 
-from vnca_tf import data, microbatches, summaries
+from vnca_tf import data, microbatches, run_folder, summaries
 from vnca_tf.configs import Preset
 from vnca_tf.distribution import MIRRORED, is_chief
 from vnca_tf.loss_scale import DynamicLossScale
@@ -96,32 +93,28 @@ class Trainer:
                 self.pool = Pool(self.config.pool_size, model_config.image_shape,
                                  self.model.pool_cell_shape, self.config.damage_size,
                                  self.local_batch, self.num_replicas)
-        trackables = dict(model=self.model, optimizer=self.optimizer, step=self.step,
-                          nonfinite_total=self.nonfinite_total,
-                          nonfinite_in_a_row=self.nonfinite_in_a_row,
-                          best_validation=self.best_validation, loss_scale=self.loss_scale,
-                          train_seconds=self.train_seconds)
+        trackables = {"model": self.model, "optimizer": self.optimizer,
+                      run_folder.STEP: self.step, run_folder.TRAIN_SECONDS: self.train_seconds,
+                      "nonfinite_total": self.nonfinite_total,
+                      "nonfinite_in_a_row": self.nonfinite_in_a_row,
+                      "best_validation": self.best_validation, "loss_scale": self.loss_scale}
         if self.pool is not None:
             trackables["pool"] = self.pool
         self.checkpoint = tf.train.Checkpoint(**trackables)
+        # Non-chief workers save too (saving can involve collectives), elsewhere.
+        resolver = self.strategy.cluster_resolver if not self.chief else None
+        worker = resolver and f"{resolver.task_type}_{resolver.task_id}"
         self.manager = tf.train.CheckpointManager(
-            self.checkpoint, self._checkpoint_dir("checkpoints"),
+            self.checkpoint, run_folder.checkpoint_folder(model_dir, "latest", worker),
             max_to_keep=self.config.keep_checkpoints)
         self.best_manager = tf.train.CheckpointManager(
-            self.checkpoint, self._checkpoint_dir("best"), max_to_keep=1)
+            self.checkpoint, run_folder.checkpoint_folder(model_dir, "best", worker),
+            max_to_keep=1)
         self._train_step = tf.function(self._distributed_step)
         self._loss_and_gradients = tf.function(self._loss_and_gradients_fn,
                                                jit_compile=jit_compile)
 
     # ------------------------------------------------------------ checkpoints
-
-    def _checkpoint_dir(self, name):
-        if self.chief:
-            return os.path.join(self.model_dir, name)
-        # Non-chief workers save too (saving can involve collectives), elsewhere.
-        resolver = self.strategy.cluster_resolver
-        return os.path.join(self.model_dir, "workers", f"{resolver.task_type}_"
-                            f"{resolver.task_id}", name)
 
     def restore(self) -> int:
         """Restores the latest checkpoint, if any; returns the step reached."""
@@ -316,13 +309,3 @@ class Trainer:
 def _split_sizes(total: int, size: int):
     """Sizes of consecutive batches of at most ``size`` covering ``total``."""
     return [size] * (total // size) + ([total % size] if total % size else [])
-
-
-def save_config(preset: Preset, model_dir: str, extra: dict) -> str:
-    """Writes the resolved configuration as model_dir/config.json."""
-    os.makedirs(model_dir, exist_ok=True)
-    path = os.path.join(model_dir, "config.json")
-    with open(path, "w") as f:
-        json.dump({**dataclasses.asdict(preset), **extra}, f, indent=2, default=str)
-    return path
-

@@ -58,6 +58,17 @@ class VAE(keras.Model):
         ``loss_terms``."""
         raise NotImplementedError
 
+    # What a kind of model can show (VNCA overrides them): the damage figure and
+    # signature it has ("damage_recovery", "damage_during_growth" or None), and
+    # the frames per row of its growth pictures (None: it does not grow).
+    damage_kind = None
+    growth_columns = None
+
+    def growth(self, z, seed=None):
+        """The one 'frame' of a decoder that does not grow: the mean images of
+        z, (1, B, H, W, C)."""
+        return self.decode_mean(z, seed)[None]
+
     def draw_num_steps(self, seed):
         """The decoder's number of steps for one batch, drawn from ``seed``; None
         for decoders with a fixed number (the default)."""

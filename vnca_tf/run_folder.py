@@ -1,0 +1,116 @@
+"""A training run's folder, and restoring a model from it.
+
+    MODEL_DIR/config.json          the resolved preset and how train.py ran
+    MODEL_DIR/checkpoints/ckpt-N   the latest checkpoints
+    MODEL_DIR/best/ckpt-N          the best one by validation loss
+    MODEL_DIR/train, validation    TensorBoard event files
+    MODEL_DIR/workers/TASK/...     the checkpoints of non-chief workers
+
+This module is the one place that knows these names and the checkpoint keys
+that evaluation reads back (the step and the training time).
+"""
+
+import dataclasses
+import json
+import os
+from typing import Optional
+
+import tensorflow as tf
+
+from vnca_tf import configs
+from vnca_tf.model import build_model
+
+CONFIG_FILE = "config.json"
+CHECKPOINT_FOLDERS = {"latest": "checkpoints", "best": "best"}
+STEP = "step"  # Checkpoint names of the training step and the training time.
+TRAIN_SECONDS = "train_seconds"
+
+
+class RunFolderError(ValueError):
+    """A folder that is not (or not this) training run, and what to do."""
+
+
+def _value_key(name: str) -> str:
+    return f"{name}/.ATTRIBUTES/VARIABLE_VALUE"
+
+
+def checkpoint_folder(model_dir: str, which: str = "latest",
+                      worker: Optional[str] = None) -> str:
+    """The folder of the latest or best checkpoints; ``worker`` (e.g.
+    "worker_1"): that non-chief worker's own copy."""
+    if which not in configs.CHECKPOINTS:
+        raise RunFolderError(f"Unknown checkpoint {which!r}; use latest or best.")
+    base = model_dir if worker is None else os.path.join(model_dir, "workers", worker)
+    return os.path.join(base, CHECKPOINT_FOLDERS[which])
+
+
+def save_config(model_dir: str, preset: configs.Preset, run: Optional[dict] = None) -> str:
+    """Writes the resolved preset (and train.py's ``run`` settings) as config.json."""
+    os.makedirs(model_dir, exist_ok=True)
+    path = os.path.join(model_dir, CONFIG_FILE)
+    with open(path, "w") as f:
+        json.dump({**dataclasses.asdict(preset), "run": run or {}}, f, indent=2, default=str)
+    return path
+
+
+def read_config(model_dir: str) -> dict:
+    path = os.path.join(model_dir, CONFIG_FILE)
+    if not os.path.isfile(path):
+        raise RunFolderError(
+            f"{model_dir} is not a training folder: it has no {CONFIG_FILE}. Pass the "
+            "--model_dir that train.py wrote to.")
+    with open(path) as f:
+        return json.load(f)
+
+
+def read_preset(model_dir: str) -> configs.Preset:
+    """The preset a run was trained with."""
+    return configs.preset_from_dict(read_config(model_dir))
+
+
+def check_resumable(model_dir: str, preset: configs.Preset) -> None:
+    """Refuses a model_dir that holds a run of another model than ``preset``'s."""
+    if not os.path.isfile(os.path.join(model_dir, CONFIG_FILE)):
+        return
+    saved = read_config(model_dir)
+    wanted = json.loads(json.dumps(dataclasses.asdict(preset.model)))
+    if saved.get("model") != wanted or saved.get("dataset") != preset.dataset:
+        raise RunFolderError(
+            f"{model_dir} holds a run of another model ({saved.get('name')} on "
+            f"{saved.get('dataset')}); pick a new --model_dir to train {preset.name}.")
+
+
+def checkpoint_path(model_dir: str, which: str = "latest") -> str:
+    """The path of the latest or best checkpoint of a run."""
+    folder = checkpoint_folder(model_dir, which)
+    path = tf.train.latest_checkpoint(folder)
+    if path is None:
+        raise RunFolderError(
+            f"No {which} checkpoint in {folder}: train first (python train.py "
+            f"--model_dir={model_dir} ...), or pick another folder.")
+    return path
+
+
+def training_record(model_dir: str, path: str) -> dict:
+    """How the checkpoint at ``path`` was trained: steps, wall-clock seconds
+    (None for checkpoints that predate the count), and train.py's run settings
+    (command, precision, strategy, replicas) from config.json."""
+    reader = tf.train.load_checkpoint(path)
+    run = read_config(model_dir).get("run", {})
+    seconds = _value_key(TRAIN_SECONDS)
+    record = {"steps": int(reader.get_tensor(_value_key(STEP))),
+              "wall_time_s": (float(reader.get_tensor(seconds))
+                              if reader.has_tensor(seconds) else None)}
+    record.update({key: run[key] for key in ("command", "precision", "strategy", "replicas")
+                   if key in run})
+    return record
+
+
+def restore(model_dir: str, which: str = "latest"):
+    """(model, preset, training record) from a run's latest or best checkpoint."""
+    preset = read_preset(model_dir)
+    path = checkpoint_path(model_dir, which)
+    model = build_model(preset.model)
+    (tf.train.Checkpoint(model=model).read(path).expect_partial()
+     .assert_existing_objects_matched())
+    return model, preset, training_record(model_dir, path)
