@@ -52,7 +52,7 @@ _TRAIN_FLAGS = {
     "beta": (flags.DEFINE_float, "Weight of the KL term."),
     "seed": (flags.DEFINE_integer, "Seed of every random number of the run."),
     "log_every": (flags.DEFINE_integer, "Steps between scalar summaries."),
-    "eval_every": (flags.DEFINE_integer, "Steps between validation losses."),
+    "validation_every": (flags.DEFINE_integer, "Steps between validation losses."),
     "image_every": (flags.DEFINE_integer, "Steps between image summaries."),
     "checkpoint_every": (flags.DEFINE_integer, "Steps between checkpoints."),
     "max_nonfinite": (flags.DEFINE_integer, "Non-finite updates in a row that stop the run."),

@@ -77,7 +77,7 @@ def preset_and_images(name, batch, data_dir):
 
     preset = configs.get_preset(name)
     preset = dataclasses.replace(preset, train=dataclasses.replace(
-        preset.train, batch_size=batch, log_every=1, eval_every=10_000, image_every=10_000,
+        preset.train, batch_size=batch, log_every=1, validation_every=10_000, image_every=10_000,
         checkpoint_every=5))
     images = data.load(preset.dataset, "test", data_dir=data_dir,
                        image_size=preset.model.image_shape[0]).take(max(batch, 16) * 4).cache()

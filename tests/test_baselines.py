@@ -60,7 +60,7 @@ def test_doubling_vnca_damage_at_stage_zero_damages_the_initial_grid(rng):
     z = rng.normal(size=(2, 16)).astype(np.float32)
     initial = model.decoder.initial_cells(z).numpy()
     initial[:, :, 1:] = 0.0
-    np.testing.assert_allclose(model.damaged_growth(z, 0), model.decoder(initial), rtol=1e-6)
+    np.testing.assert_allclose(model.final_cells_damaged_at(z, 0), model.decoder(initial), rtol=1e-6)
     assert model.decoder(model.decoder.initial_cells(z), last_stage=2).shape == (2, 8, 8, 16)
     for stage in range(model.config.num_doublings + 1):
-        assert model.damaged_growth(z, stage).shape == (2, 32, 32, 16)
+        assert model.final_cells_damaged_at(z, stage).shape == (2, 32, 32, 16)

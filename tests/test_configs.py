@@ -109,3 +109,10 @@ def test_bad_training_settings_are_rejected():
         configs.TrainConfig(batch_size=0)
     with pytest.raises(ValueError, match="learning_rate"):
         configs.TrainConfig(learning_rate=-1.0)
+
+
+def test_configs_saved_under_earlier_field_names_still_load():
+    saved = dataclasses.asdict(configs.get_preset("mnist_cpu"))
+    saved["train"]["eval_every"] = saved["train"].pop("validation_every")
+    saved["train"]["eval_batches"] = saved["train"].pop("validation_batches")
+    assert configs.preset_from_dict(saved) == configs.get_preset("mnist_cpu")

@@ -19,7 +19,7 @@ def _train(name, model_dir, data_dir, steps=10):
 
     preset = configs.get_preset(name)
     preset = dataclasses.replace(preset, train=dataclasses.replace(
-        preset.train, learning_rate=1e-3, eval_every=1000, image_every=1000,
+        preset.train, learning_rate=1e-3, validation_every=1000, image_every=1000,
         checkpoint_every=1000))
     Trainer(preset, model_dir, data_dir=data_dir).train(steps, progress=False)
     save_config(model_dir, preset)

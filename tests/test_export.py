@@ -126,7 +126,7 @@ def test_fresh_process_without_vnca_tf_gets_the_in_memory_outputs(exported, tmp_
     np.testing.assert_allclose(out["decode/means"], decoded_means, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(out["log_likelihood"],
                                model.iwae(images, 20, seed=7, chunk_size=16), rtol=1e-5)
-    np.testing.assert_allclose(out["grow"], model.growth(latents, seed=7), rtol=1e-5,
+    np.testing.assert_allclose(out["grow"], model.growth_frames(latents, seed=7), rtol=1e-5,
                                atol=1e-6)
     damaged = out["damage_during_growth"]
     np.testing.assert_allclose(damaged, model.damage_during_growth(latents), rtol=1e-5,
@@ -154,7 +154,7 @@ def test_other_models_export_and_load(name, tmp_path, rng):
     np.testing.assert_allclose(loaded.iwae(images, 8, 5),
                                model.iwae(images, 8, seed=5, chunk_size=16), rtol=1e-5)
     z = rng.normal(size=(2, model.config.latent_size)).astype(np.float32)
-    assert loaded.growth(z[:1]).shape[1:] == (1,) + shape
+    assert loaded.growth_frames(z[:1]).shape[1:] == (1,) + shape
     if model.config.decoder == "non_doubling" and model.config.architecture == "vnca":
         for got, expected in zip(loaded.damage_recovery(z, seed=5),
                                  model.damage_recovery(z, seed=5)):

@@ -136,13 +136,13 @@ def test_sample_reconstruct_and_growth_give_pictures(name, frames, rng):
     images = samples.numpy()
     recon_samples, recon_means = model.reconstruct(images, seed=1)
     assert recon_samples.shape == recon_means.shape == (3,) + shape
-    growth = model.growth(rng.normal(size=(2, 16)).astype(np.float32), seed=2)
+    growth = model.growth_frames(rng.normal(size=(2, 16)).astype(np.float32), seed=2)
     assert growth.shape == (frames, 2) + shape
 
 
 def test_non_doubling_growth_runs_the_given_number_of_steps(rng):
     model = _model("test_mnist_damage")
-    growth = model.growth(rng.normal(size=(2, 16)).astype(np.float32), num_steps=4)
+    growth = model.growth_frames(rng.normal(size=(2, 16)).astype(np.float32), num_steps=4)
     assert growth.shape == (5, 2, 28, 28, 1)
     samples, _ = model.sample(2, seed=1)
     assert samples.shape == (2, 28, 28, 1)

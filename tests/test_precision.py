@@ -41,7 +41,7 @@ def test_mixed_precision_log_likelihood_is_within_a_tenth_of_a_percent(name, dat
 def test_a_mixed_precision_run_tracks_the_float32_run(tmp_path, data_dir):
     preset = configs.get_preset("test_mnist")
     preset = dataclasses.replace(preset, train=dataclasses.replace(
-        preset.train, learning_rate=1e-3, eval_every=1000, image_every=1000,
+        preset.train, learning_rate=1e-3, validation_every=1000, image_every=1000,
         checkpoint_every=1000))
     images = data.load("binarized_mnist", "test", data_dir=data_dir).take(128).cache()
     losses = []
@@ -113,7 +113,7 @@ def test_dynamic_loss_scale_halves_on_overflow_and_grows_after_finite_steps():
 def test_float16_training_lowers_the_loss_scale_instead_of_stopping(tmp_path, data_dir):
     preset = configs.get_preset("test_mnist")
     preset = dataclasses.replace(preset, train=dataclasses.replace(
-        preset.train, learning_rate=1e-3, eval_every=1000, image_every=1000,
+        preset.train, learning_rate=1e-3, validation_every=1000, image_every=1000,
         checkpoint_every=1000, max_nonfinite=2))
     images = data.load("binarized_mnist", "test", data_dir=data_dir).take(128).cache()
     trainer = Trainer(preset, str(tmp_path), dataset=images, validation_dataset=images,

@@ -74,7 +74,7 @@ def test_shipped_model_samples_grows_and_repairs_damage(path, rng):
     assert set(np.unique(samples)) <= {0.0, 1.0}
     assert 0.02 < float(np.mean(means)) < 0.5  # Digits: mostly background, some ink.
     z = rng.normal(size=(4, model.config.latent_size)).astype(np.float32)
-    frames = model.growth(z, seed=1)
+    frames = model.growth_frames(z, seed=1)
     assert frames.shape[1:] == (4, height, width, 1) and np.isfinite(frames).all()
     if model.config.decoder == "non_doubling":
         grown, damaged, recovered = (np.asarray(x) for x in model.damage_recovery(z, seed=1))

@@ -22,8 +22,8 @@ from vnca_tf.vae import split_seed
 
 def _preset(name, **train):
     preset = configs.get_preset(name)
-    defaults = dict(log_every=5, eval_every=1000, image_every=1000, checkpoint_every=1000,
-                    eval_batches=2)
+    defaults = dict(log_every=5, validation_every=1000, image_every=1000, checkpoint_every=1000,
+                    validation_batches=2)
     return dataclasses.replace(preset, train=dataclasses.replace(
         preset.train, **{**defaults, **train}))
 
@@ -88,7 +88,7 @@ def _state_variables(checkpoint_dir):
 def test_resume_is_exact(tmp_path, data_dir):
     # Op determinism on, through the CLI: 2N steps in one go equal N, stop, N more.
     common = ["--preset=test_mnist_damage", f"--data_dir={data_dir}", "--deterministic",
-              "--checkpoint_every=3", "--log_every=3", "--eval_every=100",
+              "--checkpoint_every=3", "--log_every=3", "--validation_every=100",
               "--image_every=100"]
     whole, halves = str(tmp_path / "whole"), str(tmp_path / "halves")
     for model_dir, steps in ((whole, 8), (halves, 4), (halves, 8)):
@@ -186,7 +186,7 @@ def test_multi_worker_training_keeps_workers_in_sync(tmp_path, data_dir):
         workers.append(subprocess.Popen(
             [sys.executable, os.path.join(REPO, "train.py"), "--preset=test_mnist",
              f"--model_dir={tmp_path}", f"--data_dir={data_dir}", "--num_steps=4",
-             "--checkpoint_every=2", "--eval_every=100", "--image_every=100"],
+             "--checkpoint_every=2", "--validation_every=100", "--image_every=100"],
             env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
     outputs = [worker.communicate(timeout=600)[0] for worker in workers]
     for worker, output in zip(workers, outputs):
@@ -207,7 +207,7 @@ def test_multi_worker_training_keeps_workers_in_sync(tmp_path, data_dir):
 
 
 def test_summaries_are_written_and_served_by_tensorboard(tmp_path, data_dir):
-    preset = _preset("test_mnist_damage", log_every=2, eval_every=4, image_every=4,
+    preset = _preset("test_mnist_damage", log_every=2, validation_every=4, image_every=4,
                      checkpoint_every=4)
     Trainer(preset, str(tmp_path), data_dir=data_dir).train(4, progress=False)
     port = _free_ports(1)[0]
@@ -288,7 +288,7 @@ def test_a_run_of_non_finite_updates_stops_with_the_checkpoint_intact(tmp_path, 
 def test_kill_9_loses_at_most_the_steps_since_the_last_checkpoint(tmp_path, data_dir):
     model_dir = str(tmp_path)
     args = ["--preset=test_mnist", f"--model_dir={model_dir}", f"--data_dir={data_dir}",
-            "--num_steps=100000", "--checkpoint_every=5", "--eval_every=100000",
+            "--num_steps=100000", "--checkpoint_every=5", "--validation_every=100000",
             "--image_every=100000", "--log_every=5"]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     process = subprocess.Popen([sys.executable, os.path.join(REPO, "train.py"), *args],
@@ -304,7 +304,7 @@ def test_kill_9_loses_at_most_the_steps_since_the_last_checkpoint(tmp_path, data
     saved = int(tf.train.load_checkpoint(latest).get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE"))
     assert saved >= 15 and saved % 5 == 0
     result = _run(args[:3] + [f"--num_steps={saved + 5}", "--checkpoint_every=5",
-                              "--eval_every=100000", "--image_every=100000"])
+                              "--validation_every=100000", "--image_every=100000"])
     assert result.returncode == 0, result.stderr[-2000:]
     resumed = tf.train.load_checkpoint(tf.train.latest_checkpoint(f"{model_dir}/checkpoints"))
     assert resumed.get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE") == saved + 5
@@ -313,7 +313,7 @@ def test_kill_9_loses_at_most_the_steps_since_the_last_checkpoint(tmp_path, data
 def test_cli_prints_and_saves_its_configuration_and_explains_bad_flags(tmp_path, data_dir):
     result = _run(["--preset=test_mnist", f"--model_dir={tmp_path}",
                    f"--data_dir={data_dir}", "--num_steps=2", "--batch_size=4",
-                   "--beta=2.5", "--eval_every=100", "--image_every=100"])
+                   "--beta=2.5", "--validation_every=100", "--image_every=100"])
     assert result.returncode == 0, result.stderr[-2000:]
     saved = json.load(open(tmp_path / "config.json"))
     assert saved["name"] == "test_mnist" and saved["train"]["beta"] == 2.5

@@ -156,16 +156,17 @@ class TrainConfig:
     damage_size: int = 0  # Side of the zeroed square in pool damage.
     seed: int = 0
     log_every: int = 100
-    eval_every: int = 1_000
-    eval_batches: int = 10
+    validation_every: int = 1_000
+    validation_batches: int = 10
     image_every: int = 5_000
     checkpoint_every: int = 1_000
     keep_checkpoints: int = 3
     max_nonfinite: int = 10  # Non-finite updates in a row before the run stops.
 
     def __post_init__(self):
-        for name in ("batch_size", "num_steps", "log_every", "eval_every", "eval_batches",
-                     "image_every", "checkpoint_every", "keep_checkpoints", "max_nonfinite"):
+        for name in ("batch_size", "num_steps", "log_every", "validation_every",
+                     "validation_batches", "image_every", "checkpoint_every",
+                     "keep_checkpoints", "max_nonfinite"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}.")
         if self.learning_rate <= 0 or self.clip_norm <= 0 or self.beta < 0:
@@ -272,14 +273,14 @@ PRESETS: Dict[str, Preset] = _presets(
            dataclasses.replace(_MNIST, latent_size=128, hidden_size=128,
                                num_residual_blocks=2, encoder_channels=16),
            TrainConfig(batch_size=16, learning_rate=3e-4, num_steps=2_500,
-                       eval_every=500, image_every=1_000, checkpoint_every=250),
+                       validation_every=500, image_every=1_000, checkpoint_every=250),
            "The shipped doubling VNCA (saved_models/mnist_cpu): the mnist preset "
            "at half width, trained on a 2-core CPU (69 min)."),
     Preset("mnist_damage_cpu", "binarized_mnist",
            dataclasses.replace(_MNIST_DAMAGE_TEXT, latent_size=64, hidden_size=64,
                                min_steps=16, max_steps=32, encoder_channels=16),
            TrainConfig(batch_size=16, learning_rate=3e-4, num_steps=5_000,
-                       pool_size=256, damage_size=14, eval_every=500,
+                       pool_size=256, damage_size=14, validation_every=500,
                        image_every=1_000, checkpoint_every=250),
            "The shipped non-doubling damage-recovery VNCA "
            "(saved_models/mnist_damage_cpu), trained on a 2-core CPU (49 min)."),
@@ -347,9 +348,15 @@ def get_preset(name: str) -> Preset:
         ) from None
 
 
+# TrainConfig fields under their earlier names, in configs saved before the
+# rename (the shipped models' among them).
+_EARLIER_NAMES = {"eval_every": "validation_every", "eval_batches": "validation_batches"}
+
+
 def preset_from_dict(saved: dict) -> Preset:
-    """The Preset that training saved as config.json."""
+    """The Preset that training saved as config.json (or an export as its asset)."""
     model = dict(saved["model"])
     model["image_shape"] = tuple(model["image_shape"])
+    train = {_EARLIER_NAMES.get(name, name): value for name, value in saved["train"].items()}
     return Preset(saved["name"], saved["dataset"], ModelConfig(**model),
-                  TrainConfig(**saved["train"]), saved.get("description", ""))
+                  TrainConfig(**train), saved.get("description", ""))

@@ -57,7 +57,7 @@ class DatasetSpec:
     # The split whose loss training reports and picks the best checkpoint by:
     # the held-out validation split where the paper does not train on it, else
     # the test split, as the authors' code does.
-    monitor_split: str = "validation"
+    validation_split: str = "validation"
 
 
 SPECS = {spec.name: spec for spec in (
@@ -68,12 +68,12 @@ SPECS = {spec.name: spec for spec in (
         "the Larochelle & Murray files, e.g. "
         "http://www.cs.toronto.edu/~larocheh/public/datasets/binarized_mnist/",
         tfds_name="binarized_mnist", paper_train_split="train+validation",
-        monitor_split="test"),
+        validation_split="test"),
     DatasetSpec(
         "mnist", ("train", "test"), 1, 32, ("mnist", "MNIST/raw", "."),
         "{train,t10k}-images-idx3-ubyte and {train,t10k}-labels-idx1-ubyte (plain or .gz)",
         "http://yann.lecun.com/exdb/mnist/", tfds_name="mnist", has_labels=True,
-        monitor_split="test"),
+        validation_split="test"),
     DatasetSpec(
         "celeb_a", ("train", "validation", "test"), 3, 64,
         ("celeba", "celeb_a", "CelebA", "."),
@@ -84,7 +84,7 @@ SPECS = {spec.name: spec for spec in (
         "noto_emoji", ("train", "test"), 3, 64,
         ("noto_emoji/png/128", "noto-emoji/png/128", "png/128", "128", "."),
         "*.png (the png/128 folder of the noto-emoji repository)",
-        "https://github.com/googlefonts/noto-emoji (png/128)", monitor_split="test"),
+        "https://github.com/googlefonts/noto-emoji (png/128)", validation_split="test"),
 )}
 
 

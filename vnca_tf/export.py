@@ -129,7 +129,7 @@ class ServingModule(tf.Module):
                                                   chunk_size=_CHUNK)}
 
     def _grow(self, latents, seed):
-        frames = self.model.growth(self._checked_latents(latents), seed=_seed_pair(seed))
+        frames = self.model.growth_frames(self._checked_latents(latents), seed=_seed_pair(seed))
         return {"frames": frames}
 
     def _damage_recovery(self, latents, seed):
@@ -219,7 +219,7 @@ class LoadedModel:
     def decode_mean(self, z, seed=0):
         return self.signatures["decode"](latents=z, seed=self._seed(seed))["means"]
 
-    def growth(self, z, seed=0, num_steps=None):
+    def growth_frames(self, z, seed=0, num_steps=None):
         del num_steps  # The signature grows for the model's full number of steps.
         return self.signatures["grow"](latents=z, seed=self._seed(seed))["frames"]
 

@@ -80,7 +80,7 @@ def samples(model, path, num_samples=64, seed=0):
 def growth(model, path, seed=0):
     """One sample growing: the initial grid, every step and every doubling (Fig. 4/8)."""
     z = model.prior.sample(1, seed=seed)
-    grid = image_grid(model.growth(z, seed=seed)[:, 0], model.growth_columns).numpy()
+    grid = image_grid(model.growth_frames(z, seed=seed)[:, 0], model.growth_columns).numpy()
     _save({"growth (time: left to right, top to bottom)": grid}, path)
     return grid
 

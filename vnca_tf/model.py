@@ -84,7 +84,7 @@ class VNCA(VAE):
         or 8 steps for the non-doubling decoder."""
         return self.config.steps_per_stage + 1 if self.config.decoder == "doubling" else 8
 
-    def growth(self, z, seed=None, num_steps=None):
+    def growth_frames(self, z, seed=None, num_steps=None):
         """Mean images of every stage of growth, (T, B, H, W, C), for latents z.
 
         Doubling: the initial grid, every step and every doubling; non-doubling: it
@@ -114,7 +114,7 @@ class VNCA(VAE):
         return tuple(self.mean_image_of(cells, picture_seed)
                      for cells in (grown, damaged, recovered))
 
-    def damaged_growth(self, z, stage: int, seed=None):
+    def final_cells_damaged_at(self, z, stage: int, seed=None):
         """Final cells when the right half of the cells is zeroed at the start
         of ``stage`` (0: the initial grid; s >= 1: after stage s-1's steps, just
         before doubling s): the paper's damage during growth (Fig. 11).
@@ -131,7 +131,7 @@ class VNCA(VAE):
     def damage_during_growth(self, z):
         """Mean images of z grown with the right half zeroed at each stage
         0..num_doublings, stacked to (num_doublings + 1, B, H, W, C) (Fig. 11)."""
-        return tf.stack([self.mean_image_of(self.damaged_growth(z, s))
+        return tf.stack([self.mean_image_of(self.final_cells_damaged_at(z, s))
                          for s in range(self.config.num_doublings + 1)])
 
 

@@ -81,7 +81,7 @@ class Writer:
         }
         z = model.prior.sample(1, seed=[seed, step])
         if model.growth_columns:  # A baseline has no growth to show.
-            growth = model.growth(z, seed=[seed, step])
+            growth = model.growth_frames(z, seed=[seed, step])
             pictures["growth/means"] = image_grid(growth[:, 0], model.growth_columns)
         if model.damage_kind == "damage_recovery":
             rows = model.damage_recovery(model.prior.sample(NUM_PICTURES, seed=[step, seed]),

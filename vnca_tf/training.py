@@ -150,12 +150,12 @@ class Trainer:
         return iter(self.strategy.experimental_distribute_dataset(dataset))
 
     def _validation_batches(self):
-        """The first eval_batches batches of the monitored split, loaded once."""
+        """The first validation_batches batches of the validation split, loaded once."""
         if self._validation_images is None:
             dataset = self._validation_dataset
             if dataset is None:
-                dataset = self._load(data.get_spec(self.preset.dataset).monitor_split)
-            count = self.config.eval_batches * self.config.batch_size
+                dataset = self._load(data.get_spec(self.preset.dataset).validation_split)
+            count = self.config.validation_batches * self.config.batch_size
             self._validation_images = next(iter(dataset.batch(count)))
         return tf.split(self._validation_images,
                         _split_sizes(len(self._validation_images), self.config.batch_size))
@@ -290,14 +290,14 @@ class Trainer:
             if step % self.config.image_every == 0 or step == num_steps:
                 writer.images(step, self.model, self._validation_batches()[0],
                               self.config.seed)
-            if step % self.config.eval_every == 0 or step == num_steps:
-                self._evaluate(step, writer)
+            if step % self.config.validation_every == 0 or step == num_steps:
+                self._validate(step, writer)
             if step % self.config.checkpoint_every == 0 or step == num_steps:
                 self.save()
         writer.flush()
         return metrics
 
-    def _evaluate(self, step, writer):
+    def _validate(self, step, writer):
         """Logs the validation loss; a new best is saved to the best checkpoint."""
         loss = self.validation_loss()
         writer.validation_scalars(step, loss, self.preset.model)

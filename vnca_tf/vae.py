@@ -64,7 +64,7 @@ class VAE(keras.Model):
     damage_kind = None
     growth_columns = None
 
-    def growth(self, z, seed=None):
+    def growth_frames(self, z, seed=None):
         """The one 'frame' of a decoder that does not grow: the mean images of
         z, (1, B, H, W, C)."""
         return self.decode_mean(z, seed)[None]
