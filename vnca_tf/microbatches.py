@@ -15,7 +15,9 @@ def accumulate(loss_and_gradients, inputs, parts: int):
     batch = inputs[0].shape[0]
     size = batch // parts
     split = [tf.reshape(t, [parts, size, *t.shape[1:]]) for t in inputs]
-    gradients, sums, final = loss_and_gradients(0, *[t[0] for t in split])
+    # Part 0 outside the loop gives the accumulators their structure; a tensor
+    # index, as in the loop, so that a tf.function traces once.
+    gradients, sums, final = loss_and_gradients(tf.constant(0), *[t[0] for t in split])
     finals = tf.TensorArray(final.dtype, size=parts).write(0, final)
 
     def body(i, gradients, sums, finals):
