@@ -12,11 +12,10 @@ damage_recovery, damage_during_growth).
 """
 
 import os
-import sys
 
 from absl import app, flags, logging
 
-from vnca_tf import configs
+from vnca_tf import cli, configs
 
 flags.DEFINE_string("model_dir", None, "A training folder written by train.py.")
 flags.DEFINE_string("saved_model", None, "Or: an exported SavedModel version folder "
@@ -25,25 +24,28 @@ flags.DEFINE_enum("checkpoint", "latest", list(configs.CHECKPOINTS),
                   "Which checkpoint to use.")
 flags.DEFINE_string("split", "test", "The split to evaluate.")
 flags.DEFINE_string("dataset", None, "Evaluate on this dataset (default: the model's).")
-flags.DEFINE_integer("num_samples", 128, "k, importance samples per image.")
-flags.DEFINE_integer("batch_size", 16, "Images per batch.")
-flags.DEFINE_integer("chunk_size", 16, "Importance samples decoded at once per image.")
+flags.DEFINE_integer("num_samples", 128, "k, importance samples per image.", lower_bound=1)
+flags.DEFINE_integer("batch_size", 16, "Images per batch.", lower_bound=1)
+flags.DEFINE_integer("chunk_size", 16, "Importance samples decoded at once per image.",
+                     lower_bound=1)
 flags.DEFINE_integer("max_examples", None, "Evaluate only the first N images (the report "
-                     "says so).")
+                     "says so).", lower_bound=1)
 flags.DEFINE_integer("seed", 0, "Seed of the importance samples and the figures.")
 flags.DEFINE_string("data_dir", None, "Folder of the original dataset files "
                     "(default: $VNCA_DATA_DIR).")
 flags.DEFINE_enum("data_source", "auto", list(configs.DATA_SOURCES), "Where the data "
                   "come from.")
 flags.DEFINE_string("output_dir", None, "Where results.json and the figures go "
-                    "(default: MODEL_DIR/evaluation, or beside the SavedModel's "
-                    "version folder).")
+                    "(default: MODEL_DIR/evaluation, or runs/evaluation/NAME/VERSION for "
+                    "the SavedModel NAME/VERSION). A results.json measured on more images "
+                    "is never replaced.")
 flags.DEFINE_list("figures", [], "Figures to draw (comma-separated), or 'all' (those "
                   "that exist for the model).")
 flags.DEFINE_bool("skip_likelihood", False, "Only draw figures.")
 flags.DEFINE_string("baseline_dir", None, "A trained baseline's folder, drawn beside the "
                     "VNCA in damage_during_growth.")
-flags.DEFINE_integer("tsne_examples", 5000, "Test encodings in the t-SNE figure.")
+flags.DEFINE_integer("tsne_examples", 5000, "Test encodings in the t-SNE figure.",
+                     lower_bound=2)
 FLAGS = flags.FLAGS
 
 
@@ -51,19 +53,19 @@ def main(argv):
     del argv
     logging.set_verbosity(logging.WARNING)
     if bool(FLAGS.model_dir) == bool(FLAGS.saved_model):
-        raise app.UsageError("Give one of --model_dir (a folder written by train.py) and "
-                             "--saved_model (an exported version folder).")
+        return cli.error("Give one of --model_dir (a folder written by train.py) and "
+                         "--saved_model (an exported version folder).")
+    cli.start_tensorflow()
     from vnca_tf import data, evaluation, figures, run_folder
     from vnca_tf.readers import DataError
 
-    if FLAGS.saved_model:
-        source = os.path.normpath(FLAGS.saved_model)
-        default_output = os.path.dirname(source)
-    else:
-        source = FLAGS.model_dir
-        default_output = os.path.join(FLAGS.model_dir, "evaluation")
-    output_dir = FLAGS.output_dir or default_output
+    source = os.path.normpath(FLAGS.saved_model) if FLAGS.saved_model else FLAGS.model_dir
+    output_dir = FLAGS.output_dir or evaluation.default_output_dir(FLAGS.model_dir,
+                                                                   FLAGS.saved_model)
     try:
+        if not FLAGS.skip_likelihood:  # Before the hours of work, not after.
+            evaluation.check_replaceable(os.path.join(output_dir, "results.json"),
+                                         FLAGS.max_examples)
         if FLAGS.saved_model:
             model, preset = evaluation.load_saved_model(source)
             training = model.training
@@ -104,8 +106,7 @@ def main(argv):
             for name, path in paths.items():
                 print(f"{name}: {path}")
     except (evaluation.EvaluationError, run_folder.RunFolderError, DataError) as error:
-        print(f"Error: {error}", file=sys.stderr)
-        return 2
+        return cli.error(str(error))
     return 0
 
 

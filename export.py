@@ -6,11 +6,9 @@ writes EXPORT_DIR/VERSION (the layout TF Serving watches) with the signatures
 that vnca_tf.export describes, the preset and the training record.
 """
 
-import sys
-
 from absl import app, flags, logging
 
-from vnca_tf import configs
+from vnca_tf import cli, configs
 
 flags.DEFINE_string("model_dir", None, "A training folder written by train.py.")
 flags.DEFINE_enum("checkpoint", "latest", list(configs.CHECKPOINTS), "Which checkpoint.")
@@ -24,15 +22,15 @@ def main(argv):
     del argv
     logging.set_verbosity(logging.WARNING)
     if not FLAGS.model_dir or not FLAGS.export_dir:
-        raise app.UsageError("Give --model_dir (a training folder) and --export_dir.")
+        return cli.error("Give --model_dir (a training folder) and --export_dir.")
+    cli.start_tensorflow()
     from vnca_tf import export, run_folder
 
     try:
         model, preset, training = run_folder.restore(FLAGS.model_dir, FLAGS.checkpoint)
         path = export.export(model, preset, FLAGS.export_dir, FLAGS.version, training)
     except (run_folder.RunFolderError, FileExistsError) as error:
-        print(f"Error: {error}", file=sys.stderr)
-        return 2
+        return cli.error(str(error))
     print(f"Exported {preset.name} (step {training['steps']}) to {path}")
     return 0
 

@@ -10,14 +10,13 @@ resumes from its latest checkpoint. Watch it with: tensorboard --logdir=MODEL_DI
 """
 
 import dataclasses
-import json
 import os
 import shlex
 import sys
 
 from absl import app, flags, logging
 
-from vnca_tf import configs
+from vnca_tf import cli, configs
 
 flags.DEFINE_string("dataset", None, "binarized_mnist (or mnist), celeb_a or noto_emoji: "
                     "trains the paper's preset for it.")
@@ -55,6 +54,8 @@ _TRAIN_FLAGS = {
     "validation_every": (flags.DEFINE_integer, "Steps between validation losses."),
     "image_every": (flags.DEFINE_integer, "Steps between image summaries."),
     "checkpoint_every": (flags.DEFINE_integer, "Steps between checkpoints."),
+    "checkpoint_minutes": (flags.DEFINE_float, "Minutes of training after which a "
+                           "checkpoint is also written."),
     "max_nonfinite": (flags.DEFINE_integer, "Non-finite updates in a row that stop the run."),
 }
 for _name, (_define, _help) in _TRAIN_FLAGS.items():
@@ -63,22 +64,43 @@ FLAGS = flags.FLAGS
 
 
 def resolve_preset() -> configs.Preset:
-    """The preset named by the flags, with the flags' training overrides."""
+    """The preset named by the flags, with the flags' training overrides.
+
+    Raises:
+      ValueError: no or two presets named, an unknown one, or bad overrides.
+    """
     if bool(FLAGS.dataset) == bool(FLAGS.preset):
-        raise app.UsageError("Give exactly one of --dataset and --preset.")
+        raise ValueError("Give exactly one of --dataset (the paper's preset for it) and "
+                         "--preset (any preset; python train.py --list_presets).")
     if FLAGS.dataset:
-        try:
-            preset = configs.preset_for(FLAGS.dataset, FLAGS.model)
-        except ValueError as error:
-            raise app.UsageError(str(error))
+        preset = configs.preset_for(FLAGS.dataset, FLAGS.model)
     else:
-        try:
-            preset = configs.get_preset(FLAGS.preset)
-        except ValueError as error:
-            raise app.UsageError(str(error))
+        preset = configs.get_preset(FLAGS.preset)
     overrides = {name: FLAGS[name].value for name in _TRAIN_FLAGS
                  if FLAGS[name].value is not None}
     return dataclasses.replace(preset, train=dataclasses.replace(preset.train, **overrides))
+
+
+def summary(preset: configs.Preset, run: dict) -> str:
+    """The run in a few lines (the full configuration is in config.json)."""
+    model, train = preset.model, preset.train
+    if model.architecture == "baseline":
+        kind = "convolutional baseline"
+    elif model.decoder == "doubling":
+        kind = f"doubling VNCA, K = {model.num_doublings}, M = {model.steps_per_stage}"
+    else:
+        kind = f"non-doubling VNCA, {model.min_steps}-{model.max_steps} steps"
+    return "\n".join([
+        f"Training {preset.name} on {preset.dataset}: {kind}, z = {model.latent_size}, "
+        f"{model.image_shape[0]}x{model.image_shape[1]}x{model.image_shape[2]} images",
+        f"  {train.num_steps:,} steps of batch {train.batch_size}, learning rate "
+        f"{train.learning_rate:g}, beta {train.beta:g}, clip {train.clip_norm:g}"
+        + (f", pool {train.pool_size}, damage {train.damage_size}" if train.pool_size else ""),
+        f"  {run['strategy']} strategy, {run['replicas']} replica(s), {run['precision']}; "
+        f"checkpoints every {train.checkpoint_every:,} steps or "
+        f"{train.checkpoint_minutes:g} minutes",
+        f"  in {run['model_dir']} (config.json: the full configuration; tensorboard "
+        f"--logdir={run['model_dir']})"])
 
 
 def main(argv):
@@ -88,48 +110,52 @@ def main(argv):
         for preset in configs.PRESETS.values():
             print(f"{preset.name:<20} {preset.dataset:<16} {preset.description}")
         return 0
-    preset = resolve_preset()
+    try:
+        preset = resolve_preset()
+    except ValueError as error:
+        return cli.error(str(error))
     model_dir = FLAGS.model_dir or os.path.join("runs", preset.name)
 
-    import tensorflow as tf  # After flag parsing: --help stays fast.
-
+    tf = cli.start_tensorflow()  # After flag parsing: --help stays fast.
     from vnca_tf import distribution, run_folder, training
     from vnca_tf.readers import DataError
 
     try:
         run_folder.check_resumable(model_dir, preset)
-    except run_folder.RunFolderError as error:
-        raise app.UsageError(str(error))
-
-    if FLAGS.deterministic:
-        tf.config.experimental.enable_op_determinism()
-    strategy = distribution.choose_strategy(FLAGS.strategy)
-    run = {"command": shlex.join(["python", "train.py", *sys.argv[1:]]),
-           "model_dir": model_dir, "strategy": distribution.strategy_name(strategy),
-           "replicas": strategy.num_replicas_in_sync, "data_source": FLAGS.data_source,
-           "data_dir": FLAGS.data_dir, "jit_compile": FLAGS.jit_compile,
-           "precision": FLAGS.precision, "recompute": FLAGS.recompute,
-           "microbatches": FLAGS.microbatches}
-    print(json.dumps({**dataclasses.asdict(preset), "run": run}, indent=2, default=str))
-    jit = {"auto": None, "on": True, "off": False}[FLAGS.jit_compile]
-    try:
+        if FLAGS.deterministic:
+            tf.config.experimental.enable_op_determinism()
+        strategy = distribution.choose_strategy(FLAGS.strategy)
+        run = {"command": shlex.join(["python", "train.py", *sys.argv[1:]]),
+               "model_dir": model_dir, "strategy": distribution.strategy_name(strategy),
+               "replicas": strategy.num_replicas_in_sync, "data_source": FLAGS.data_source,
+               "data_dir": FLAGS.data_dir, "jit_compile": FLAGS.jit_compile,
+               "precision": FLAGS.precision, "recompute": FLAGS.recompute,
+               "microbatches": FLAGS.microbatches}
+        jit = {"auto": None, "on": True, "off": False}[FLAGS.jit_compile]
         trainer = training.Trainer(preset, model_dir, strategy, data_dir=FLAGS.data_dir,
                                    data_source=FLAGS.data_source, jit_compile=jit,
                                    precision=FLAGS.precision, recompute=FLAGS.recompute,
                                    microbatches=FLAGS.microbatches)
-    except ValueError as error:  # Flags that do not fit together or with the machine.
-        raise app.UsageError(str(error))
+    except ValueError as error:  # Flags that do not fit together, the machine or the folder.
+        return cli.error(str(error))
     if trainer.chief:
-        run_folder.save_config(model_dir, preset, run)
+        print(summary(preset, run))
     try:
+        trainer.prepare()  # Data and checkpoints first: a failed start makes no folder.
+        if trainer.chief:
+            run_folder.save_config(model_dir, preset, run)
         metrics = trainer.train()
-    except DataError as error:
-        print(f"\nNo data: {error}", file=sys.stderr)
-        return 2
+    except (DataError, run_folder.RunFolderError) as error:
+        return cli.error(str(error))
     except training.NonFiniteError as error:
         print(f"\nStopped: {error}", file=sys.stderr)
         return 3
-    print(f"\nDone: step {int(trainer.step.numpy())}, loss {metrics.get('loss', float('nan')):.4f}; "
+    except KeyboardInterrupt:
+        print(f"\nInterrupted at step {int(trainer.step.numpy())}; the last checkpoint is "
+              f"{trainer.manager.latest_checkpoint}. Run the same command to resume.",
+              file=sys.stderr)
+        return 130
+    print(f"Done: step {int(trainer.step.numpy())}, loss {metrics.get('loss', float('nan')):.4f}; "
           f"checkpoints in {trainer.manager.directory}.")
     return 0
 

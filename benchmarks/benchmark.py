@@ -10,7 +10,9 @@ per-step recomputation (also with the batch in 8 micro-batches, and
 glibc's malloc limited to 2 arenas); IWAE-128 on one
 image; sampling, per image; the training loop's step time with its input
 pipeline, summaries and checkpoints, against the bare step; and the input
-pipelines' images/s. On a GPU the peak device memory is reported too.
+pipelines' images/s; and one training step of each preset as it trains
+(``--only=preset``, the README's hardware table). On a GPU the peak device
+memory is reported too.
 """
 
 import json
@@ -24,14 +26,20 @@ import time
 
 from absl import app, flags
 
+from vnca_tf import configs
+
 flags.DEFINE_string("data_dir", None, "Folder of the original dataset files.")
 flags.DEFINE_integer("repeats", 3, "Timed runs per case, after warm-up.")
-flags.DEFINE_string("json", None, "Also write the results to this JSON file.")
+flags.DEFINE_string("json", None, "Also write the results to this JSON file (the cases "
+                    "that ran replace theirs; the others are kept).")
 flags.DEFINE_string("case", None, "Run one case in this process (used internally).")
 flags.DEFINE_list("only", [], "Run only the cases whose names start with these.")
 FLAGS = flags.FLAGS
 
 PRECISIONS = ("float32", "mixed_bfloat16")
+# One training step of each preset as it trains (the README's hardware table).
+PRESETS = ("mnist", "celeb_a", "celeb_a_beta100", "mnist_damage", "celeb_a_damage",
+           "mnist_baseline", "celeb_a_baseline", "mnist_cpu", "mnist_damage_cpu")
 CASES = ([f"train:mnist:{batch}:{precision}" for batch in (32, 8) for precision in PRECISIONS]
          + [f"train:mnist:32:{precision}:recompute" for precision in PRECISIONS]
          + [f"train:mnist:32:{precision}:recompute:microbatches=8:MALLOC_ARENA_MAX=2"
@@ -40,7 +48,9 @@ CASES = ([f"train:mnist:{batch}:{precision}" for batch in (32, 8) for precision 
          + [f"train:celeb_a:4:{precision}" for precision in PRECISIONS]
          + [f"iwae128:mnist:1:{precision}" for precision in PRECISIONS]
          + ["sample:mnist:8:float32", "sample:celeb_a:8:float32",
-            "loop:mnist:8:float32", "data"])
+            "loop:mnist:8:float32", "data"]
+         + [f"preset:{name}:{configs.get_preset(name).train.batch_size}:float32"
+            for name in PRESETS])
 
 
 def _settings(case):
@@ -126,7 +136,7 @@ def run_case(case):
     preset, images = preset_and_images(name, batch, FLAGS.data_dir)
     result = {"case": case, "kind": kind, "preset": name, "batch": batch,
               "precision": precision, "recompute": recompute, "microbatches": microbatches}
-    if kind in ("train", "loop"):
+    if kind in ("train", "loop", "preset"):
         trainer, step = training_step(preset, images, precision, recompute, microbatches)
         result.update(_timed(step, FLAGS.repeats))
         if kind == "loop":  # The whole loop: pipeline, summaries, checkpoints.
@@ -185,10 +195,17 @@ def main(argv):
     if FLAGS.json:
         import platform
 
+        ran = {result["case"] for result in results}
+        kept = []
+        if os.path.exists(FLAGS.json):
+            with open(FLAGS.json) as f:
+                kept = [r for r in json.load(f)["results"] if r["case"] not in ran]
+        order = {case: index for index, case in enumerate(CASES)}
+        merged = sorted(kept + results, key=lambda r: order.get(r["case"], len(order)))
         with open(FLAGS.json, "w") as f:
             json.dump({"machine": {"processor": platform.processor(), "cpus": os.cpu_count(),
                                    "python": platform.python_version()},
-                       "results": results}, f, indent=2)
+                       "results": merged}, f, indent=2)
 
 
 if __name__ == "__main__":

@@ -104,11 +104,14 @@ def test_non_doubling_step_range_is_checked():
                             min_steps=10, max_steps=5)
 
 
-def test_bad_training_settings_are_rejected():
-    with pytest.raises(ValueError, match="batch_size"):
-        configs.TrainConfig(batch_size=0)
-    with pytest.raises(ValueError, match="learning_rate"):
-        configs.TrainConfig(learning_rate=-1.0)
+@pytest.mark.parametrize("field, value", [
+    ("batch_size", 0), ("num_steps", -3), ("learning_rate", -1.0),
+    ("learning_rate", float("nan")), ("learning_rate", float("inf")),
+    ("clip_norm", float("nan")), ("beta", float("nan")), ("beta", -1.0),
+    ("checkpoint_minutes", 0.0), ("checkpoint_minutes", float("nan"))])
+def test_bad_training_settings_are_rejected(field, value):
+    with pytest.raises(ValueError, match=f"{field} must be"):
+        configs.TrainConfig(**{field: value})
 
 
 def test_configs_saved_under_earlier_field_names_still_load():

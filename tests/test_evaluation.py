@@ -67,6 +67,25 @@ def test_evaluate_cli_writes_a_report(mnist_dir, data_dir, tmp_path):
     assert report["training"]["steps"] == 20 and report["num_samples"] == 16
     assert report["seconds"] > 0 and np.isfinite(report["log_likelihood_nats"])
     assert "over 40 test images (a subset" in result.stdout
+    # A report over 40 images is never replaced by one over fewer.
+    fewer = subprocess.run(
+        [sys.executable, os.path.join(REPO, "evaluate.py"), f"--model_dir={mnist_dir}",
+         f"--data_dir={data_dir}", "--max_examples=20", f"--output_dir={tmp_path}"],
+        capture_output=True, text=True, cwd=REPO)
+    assert fewer.returncode == 2 and fewer.stderr.splitlines() == [
+        f"Error: {tmp_path}/results.json holds a result over 40 images; this one, over 20, "
+        "would replace it. Pass another --output_dir, or --max_examples=40 or more."]
+    assert json.load(open(tmp_path / "results.json")) == report
+    with pytest.raises(evaluation.EvaluationError, match="over 40 images"):
+        evaluation.write_report({**report, "num_examples": 39}, str(tmp_path / "results.json"))
+    none = subprocess.run(
+        [sys.executable, os.path.join(REPO, "evaluate.py"), f"--model_dir={mnist_dir}",
+         "--max_examples=0"], capture_output=True, text=True, cwd=REPO)
+    assert none.returncode != 0 and "Traceback" not in none.stderr
+    assert "--max_examples=0: 0 is not" in none.stderr.splitlines()[0]
+    # A SavedModel's report goes under runs/ (ignored), never beside the model.
+    assert evaluation.default_output_dir(saved_model="saved_models/mnist_cpu/1/") == (
+        os.path.join("runs", "evaluation", "mnist_cpu", "1"))
 
 
 def _check_png(path, grid=None, shape=None):

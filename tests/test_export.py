@@ -212,3 +212,14 @@ def test_export_refuses_to_overwrite_and_loading_checks_the_folder(exported, tmp
     with pytest.raises(tf.errors.InvalidArgumentError, match=r"latents must have shape "
                                                              r"\(batch, 16\)"):
         signatures["decode"](latents=tf.zeros([1, 15]), seed=tf.constant(1, tf.int64))
+    # Static sizes for saved_model_cli and TF Serving; the batch stays free.
+    for name, key, shape in (("reconstruct", "images", [None, 32, 32, 1]),
+                             ("log_likelihood", "images", [None, 32, 32, 1]),
+                             ("decode", "latents", [None, 16]), ("grow", "latents", [None, 16])):
+        assert signatures[name].structured_input_signature[1][key].shape.as_list() == shape
+    seed = tf.constant(1, tf.int64)
+    for value in (np.nan, np.inf):
+        with pytest.raises(tf.errors.InvalidArgumentError, match="latents must be finite"):
+            signatures["decode"](latents=tf.fill([2, 16], value), seed=seed)
+        with pytest.raises(tf.errors.InvalidArgumentError, match="images must be finite"):
+            signatures["encode"](images=tf.fill([1, 32, 32, 1], value))

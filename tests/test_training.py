@@ -14,7 +14,7 @@ import pytest
 import tensorflow as tf
 
 from conftest import REPO
-from vnca_tf import configs, data
+from vnca_tf import configs, data, run_folder
 from vnca_tf.distribution import choose_strategy
 from vnca_tf.training import NonFiniteError, Trainer
 from vnca_tf.vae import split_seed
@@ -32,8 +32,8 @@ def _weights(trainer):
     return [v.numpy() for v in trainer.model.weights]
 
 
-def _run(args, **kwargs):
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}
+def _run(args, env=None, **kwargs):
+    env = {**(env or os.environ), "PYTHONUNBUFFERED": "1"}
     return subprocess.run([sys.executable, os.path.join(REPO, "train.py"), *args],
                           capture_output=True, text=True, env=env, cwd=REPO, **kwargs)
 
@@ -94,6 +94,7 @@ def test_resume_is_exact(tmp_path, data_dir):
     for model_dir, steps in ((whole, 8), (halves, 4), (halves, 8)):
         result = _run(common + [f"--model_dir={model_dir}", f"--num_steps={steps}"])
         assert result.returncode == 0, result.stderr[-2000:]
+    assert f"\nResumed from {halves}/checkpoints/ckpt-4 at step 4\n" in result.stdout
     first, second = (tf.train.load_checkpoint(os.path.join(d, "checkpoints"))
                      for d in (whole, halves))
     # The stop at step 4 added to the count of saves and the best validation loss.
@@ -107,6 +108,55 @@ def test_resume_is_exact(tmp_path, data_dir):
     seconds = [tf.train.load_checkpoint(os.path.join(halves, "checkpoints", f"ckpt-{step}"))
                .get_tensor("train_seconds/.ATTRIBUTES/VARIABLE_VALUE") for step in (4, 8)]
     assert 0 < seconds[0] < seconds[1]
+
+
+def test_a_corrupt_latest_checkpoint_is_skipped_for_the_newest_intact_one(
+        tmp_path, data_dir, capsys):
+    preset = _preset("test_mnist", checkpoint_every=2, validation_every=2, image_every=6)
+    run_folder.save_config(str(tmp_path), preset)
+    first = Trainer(preset, str(tmp_path), data_dir=data_dir)
+    first.train(6)
+    out = capsys.readouterr().out.splitlines()
+    checkpoint_lines = [line for line in out if ": checkpoint " in line]
+    assert checkpoint_lines == [f"step {step}: checkpoint {tmp_path}/checkpoints/ckpt-{step}"
+                                for step in (2, 4, 6)]
+    assert sum("validation loss" in line for line in out) == 3
+    assert [line for line in out if "images for TensorBoard" in line] == [
+        f"step 6: images for TensorBoard in {tmp_path}/train"]
+    assert any(line.startswith("step 6/6 [####################] | loss ") for line in out)
+    weights = _weights(first)
+
+    def truncate(step):
+        path = tmp_path / "checkpoints" / f"ckpt-{step}.data-00000-of-00001"
+        os.truncate(path, os.path.getsize(path) // 2)
+        return f"{tmp_path}/checkpoints/ckpt-{step}"
+
+    skipped = truncate(6)
+    second = Trainer(preset, str(tmp_path), data_dir=data_dir)
+    second.train(6)
+    captured = capsys.readouterr()
+    assert captured.err.startswith(f"Warning: skipped the checkpoint {skipped}: it does not "
+                                   "read (")
+    assert captured.out.splitlines()[0] == f"Resumed from {tmp_path}/checkpoints/ckpt-4 at step 4"
+    for a, b in zip(_weights(second), weights):  # Steps 5 and 6 again, the same.
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+    truncate(6)  # Evaluation and export take the newest intact one too.
+    _, _, record = run_folder.restore(str(tmp_path))
+    assert record["steps"] == 4 and skipped in capsys.readouterr().err
+    for step in (2, 4):
+        truncate(step)
+    with pytest.raises(run_folder.RunFolderError, match="None of the checkpoints"):
+        run_folder.restore(str(tmp_path))
+
+
+def test_checkpoints_are_also_written_by_time(tmp_path, data_dir, capsys):
+    preset = _preset("test_mnist", checkpoint_every=1000, checkpoint_minutes=1e-9)
+    trainer = Trainer(preset, str(tmp_path), data_dir=data_dir)
+    trainer.train(3)
+    assert [os.path.basename(p) for p in trainer.manager.checkpoints] == [
+        "ckpt-1", "ckpt-2", "ckpt-3"]
+    assert (f"step 1: checkpoint {tmp_path}/checkpoints/ckpt-1 (1e-09 minutes since the "
+            "last)") in capsys.readouterr().out
 
 
 def test_two_replicas_make_the_same_update_as_one_device(tmp_path, data_dir):
@@ -186,13 +236,15 @@ def test_multi_worker_training_keeps_workers_in_sync(tmp_path, data_dir):
         workers.append(subprocess.Popen(
             [sys.executable, os.path.join(REPO, "train.py"), "--preset=test_mnist",
              f"--model_dir={tmp_path}", f"--data_dir={data_dir}", "--num_steps=4",
-             "--checkpoint_every=2", "--validation_every=100", "--image_every=100"],
+             "--checkpoint_every=2", "--validation_every=100", "--image_every=100",
+             # Checkpoints by time too: the workers must agree on when.
+             f"--checkpoint_minutes={0.5 / 60 * index + 1e-6}"],
             env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
     outputs = [worker.communicate(timeout=600)[0] for worker in workers]
     for worker, output in zip(workers, outputs):
         assert worker.returncode == 0, output[-3000:]
-    assert '"strategy": "MultiWorkerMirroredStrategy"' in outputs[0]
-    assert '"replicas": 2' in outputs[0]
+    assert "MultiWorkerMirroredStrategy strategy, 2 replica(s)" in outputs[0]
+    assert "step 1: checkpoint" in outputs[0]  # Worker 0's minutes, taken by both.
     chief = tf.train.load_checkpoint(str(tmp_path / "checkpoints"))
     (other,) = glob.glob(str(tmp_path / "workers" / "worker_1" / "checkpoints"))
     other = tf.train.load_checkpoint(other)
@@ -310,6 +362,24 @@ def test_kill_9_loses_at_most_the_steps_since_the_last_checkpoint(tmp_path, data
     assert resumed.get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE") == saved + 5
 
 
+def test_ctrl_c_ends_with_one_line_naming_the_last_checkpoint(tmp_path, data_dir):
+    process = subprocess.Popen(
+        [sys.executable, os.path.join(REPO, "train.py"), "--preset=test_mnist",
+         f"--model_dir={tmp_path}", f"--data_dir={data_dir}", "--num_steps=100000",
+         "--checkpoint_every=3", "--validation_every=100000", "--image_every=100000"],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and not (tmp_path / "checkpoints" / "ckpt-3.index").exists():
+        time.sleep(0.2)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=300)
+    assert process.returncode == 130
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Interrupted at step "), err[-2000:]
+    assert lines[0].endswith(". Run the same command to resume.")
+    assert f"the last checkpoint is {tmp_path}/checkpoints/ckpt-" in lines[0]
+
+
 def test_cli_prints_and_saves_its_configuration_and_explains_bad_flags(tmp_path, data_dir):
     result = _run(["--preset=test_mnist", f"--model_dir={tmp_path}",
                    f"--data_dir={data_dir}", "--num_steps=2", "--batch_size=4",
@@ -317,7 +387,10 @@ def test_cli_prints_and_saves_its_configuration_and_explains_bad_flags(tmp_path,
     assert result.returncode == 0, result.stderr[-2000:]
     saved = json.load(open(tmp_path / "config.json"))
     assert saved["name"] == "test_mnist" and saved["train"]["beta"] == 2.5
-    assert saved["train"]["batch_size"] == 4 and '"beta": 2.5' in result.stdout
+    assert saved["train"]["batch_size"] == 4
+    head = result.stdout.splitlines()[:4]  # The run in a few lines; the rest in config.json.
+    assert head[0].startswith("Training test_mnist on binarized_mnist: doubling VNCA")
+    assert "2 steps of batch 4, learning rate 0.0001, beta 2.5, clip 10" in head[1]
     assert saved["run"]["command"].startswith("python train.py --preset=test_mnist ")
     unknown = _run(["--preset=mnsit", f"--model_dir={tmp_path}"])
     assert unknown.returncode != 0 and "Known presets" in unknown.stderr
@@ -330,6 +403,29 @@ def test_cli_prints_and_saves_its_configuration_and_explains_bad_flags(tmp_path,
     missing = _run(["--preset=test_mnist", f"--model_dir={tmp_path / 'x'}",
                     f"--data_dir={tmp_path / 'empty'}", "--num_steps=1"])
     assert missing.returncode == 2 and "binarized_mnist_{train,valid,test}.amat" in missing.stderr
+    assert not (tmp_path / "x").exists()  # A failed start leaves no half-made folder.
+
+
+@pytest.mark.parametrize("args, env, message", [
+    (["--batch_size=0"], {}, "batch_size must be >= 1, got 0."),
+    (["--num_steps=-3"], {}, "num_steps must be >= 1, got -3."),
+    (["--learning_rate=nan"], {}, "learning_rate must be a finite number > 0, got nan."),
+    ([], {"TF_CONFIG": "{'cluster': nope"}, "TF_CONFIG is not valid JSON"),
+    ([], {"TF_CONFIG": '{"cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "chief"}}'},
+     "TF_CONFIG's task must name this host's type and index"),
+    (["--model_dir={file}"], {}, "is a file, not a folder"),
+    ([], {}, "Give exactly one of --dataset"),
+])
+def test_bad_input_gets_one_line_and_no_traceback(args, env, message, tmp_path):
+    (tmp_path / "file").write_text("")
+    args = [arg.format(file=tmp_path / "file") for arg in args]
+    preset = [] if message.startswith("Give") else ["--preset=test_mnist"]
+    result = _run(preset + [f"--model_dir={tmp_path / 'run'}"] + args,
+                  env={**os.environ, **env})
+    assert result.returncode == 2
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and message in lines[0], lines
+    assert not (tmp_path / "run").exists()
 
 
 def test_strategy_choice(monkeypatch):

@@ -6,6 +6,7 @@ shrunk versions of the same models for CPU runs and the test suite.
 """
 
 import dataclasses
+import math
 from typing import Dict, Optional, Tuple
 
 ARCHITECTURES = ("vnca", "baseline")
@@ -160,6 +161,9 @@ class TrainConfig:
     validation_batches: int = 10
     image_every: int = 5_000
     checkpoint_every: int = 1_000
+    # A checkpoint also after this many minutes of training since the last one,
+    # so that a slow machine never loses more.
+    checkpoint_minutes: float = 10.0
     keep_checkpoints: int = 3
     max_nonfinite: int = 10  # Non-finite updates in a row before the run stops.
 
@@ -169,10 +173,12 @@ class TrainConfig:
                      "keep_checkpoints", "max_nonfinite"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}.")
-        if self.learning_rate <= 0 or self.clip_norm <= 0 or self.beta < 0:
-            raise ValueError(
-                "learning_rate and clip_norm must be > 0 and beta >= 0, got "
-                f"{self.learning_rate}, {self.clip_norm}, {self.beta}.")
+        for name in ("learning_rate", "clip_norm", "checkpoint_minutes"):
+            if not 0 < getattr(self, name) < math.inf:  # Also false for NaN.
+                raise ValueError(f"{name} must be a finite number > 0, got "
+                                 f"{getattr(self, name)}.")
+        if not 0 <= self.beta < math.inf:
+            raise ValueError(f"beta must be a finite number >= 0, got {self.beta}.")
         if self.pool_size and (self.pool_size < self.batch_size or self.batch_size < 4
                                or self.damage_size < 1):
             raise ValueError(

@@ -271,11 +271,19 @@ def _tfds_split(spec: DatasetSpec, split: str, tfds_dir, with_labels: bool, down
 
 
 def _tfds_prepared(spec: DatasetSpec, tfds_dir) -> bool:
+    """Whether tensorflow-datasets has a prepared copy (asked quietly: it
+    warns about each folder it finds empty)."""
     if spec.tfds_name is None:
         return False
     import tensorflow_datasets as tfds
+    from absl import logging
 
-    return tfds.builder(spec.tfds_name, data_dir=tfds_dir).is_prepared()
+    verbosity = logging.get_verbosity()
+    logging.set_verbosity(logging.ERROR)
+    try:
+        return tfds.builder(spec.tfds_name, data_dir=tfds_dir).is_prepared()
+    finally:
+        logging.set_verbosity(verbosity)
 
 
 def _no_data_error(spec: DatasetSpec, data_dir: Optional[str]) -> DataError:

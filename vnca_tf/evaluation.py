@@ -128,7 +128,38 @@ def draw_figures(model, names, images, output_dir: str, labels=None, baseline=No
     return paths
 
 
+def default_output_dir(model_dir: Optional[str] = None,
+                       saved_model: Optional[str] = None) -> str:
+    """Where evaluate.py writes by default: MODEL_DIR/evaluation for a training
+    folder, runs/evaluation/NAME/VERSION for the SavedModel NAME/VERSION (never
+    beside it: the shipped models' results are tracked files)."""
+    if saved_model:
+        return os.path.join("runs", "evaluation",
+                            *os.path.normpath(saved_model).split(os.sep)[-2:])
+    return os.path.join(model_dir, "evaluation")
+
+
+def check_replaceable(path: str, num_examples: Optional[int]) -> None:
+    """Refuses to replace a report measured on more images than
+    ``num_examples`` (None: the whole split, which replaces any)."""
+    if num_examples is None or not os.path.isfile(path):
+        return
+    try:
+        with open(path) as f:
+            earlier = int(json.load(f).get("num_examples", 0))
+    except (ValueError, TypeError, AttributeError):
+        return  # Not a report of ours: nothing to keep.
+    if earlier > num_examples:
+        raise EvaluationError(
+            f"{path} holds a result over {earlier} images; this one, over {num_examples}, "
+            f"would replace it. Pass another --output_dir, or --max_examples={earlier} "
+            "or more.")
+
+
 def write_report(report: dict, path: str) -> str:
+    """Writes ``report`` as JSON to ``path``, unless that replaces one measured
+    on more images (see check_replaceable); returns the path."""
+    check_replaceable(path, report["num_examples"])
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with open(path, "w") as f:
         json.dump(report, f, indent=2)

@@ -21,8 +21,10 @@ random seed):
 * ``damage_during_growth`` (doubling VNCA): latents -> frames (float32,
   (num_doublings + 1, B, H, W, C): the right half zeroed at stage 0, 1, ...).
 
-Inputs are checked in the graph: a wrong shape or value range fails with a
-message naming what is expected (a wrong dtype is refused by the signature).
+The signatures declare the model's image and latent sizes (batch free), and
+inputs are checked in the graph: a wrong shape, a NaN or infinity, or a value
+out of range fails with a message naming what is expected (a wrong dtype is
+refused by the signature).
 The training configuration is stored as assets.extra/vnca_config.json, how it
 was trained (steps, wall time, command) as assets.extra/vnca_training.json.
 """
@@ -50,6 +52,13 @@ def _seed_pair(seed):
     return tf.where(seed < 0, fresh, given)
 
 
+def _finite(values, name):
+    """An in-graph check that ``values`` holds no NaN or infinity."""
+    return tf.debugging.assert_equal(
+        tf.reduce_all(tf.math.is_finite(values)), True,
+        message=f"{name} must be finite numbers (no NaN or infinity)")
+
+
 class ServingModule(tf.Module):
     """The signatures of a trained model, as tf.functions over its weights."""
 
@@ -60,8 +69,10 @@ class ServingModule(tf.Module):
         height, width, channels = config.image_shape
         self._shape = (height, width, channels)
         self._max_value = model.likelihood.max_value
-        images = tf.TensorSpec([None, None, None, None], tf.float32, name="images")
-        latents = tf.TensorSpec([None, None], tf.float32, name="latents")
+        # Static sizes, so that saved_model_cli and TF Serving show them; the
+        # checks below still refuse other sizes at run time.
+        images = tf.TensorSpec([None, height, width, channels], tf.float32, name="images")
+        latents = tf.TensorSpec([None, config.latent_size], tf.float32, name="latents")
         seed = tf.TensorSpec([], tf.int64, name="seed")
         self.sample = tf.function(self._sample, input_signature=[
             tf.TensorSpec([], tf.int32, name="num_samples"), seed])
@@ -88,7 +99,7 @@ class ServingModule(tf.Module):
         shape_ok = tf.debugging.assert_equal(
             tf.shape(images)[1:], tf.constant([height, width, channels]),
             message=f"images must have shape (batch, {height}, {width}, {channels}) (NHWC)")
-        with tf.control_dependencies([shape_ok]):
+        with tf.control_dependencies([shape_ok, _finite(images, "images")]):
             values_ok = self.model.likelihood.check_values(images)
         with tf.control_dependencies([values_ok]):
             return tf.ensure_shape(images, (None,) + self._shape)
@@ -97,7 +108,7 @@ class ServingModule(tf.Module):
         size = self.model.config.latent_size
         size_ok = tf.debugging.assert_equal(tf.shape(latents)[1], size,
                                             message=f"latents must have shape (batch, {size})")
-        with tf.control_dependencies([size_ok]):
+        with tf.control_dependencies([size_ok, _finite(latents, "latents")]):
             return tf.ensure_shape(latents, [None, size])
 
     def _as_images(self, values):

@@ -13,11 +13,11 @@ that evaluation reads back (the step and the training time).
 import dataclasses
 import json
 import os
-from typing import Optional
+from typing import Callable, List, Optional
 
 import tensorflow as tf
 
-from vnca_tf import configs
+from vnca_tf import cli, configs
 from vnca_tf.model import build_model
 
 CONFIG_FILE = "config.json"
@@ -69,7 +69,11 @@ def read_preset(model_dir: str) -> configs.Preset:
 
 
 def check_resumable(model_dir: str, preset: configs.Preset) -> None:
-    """Refuses a model_dir that holds a run of another model than ``preset``'s."""
+    """Refuses a model_dir that is not a folder, or holds a run of another
+    model than ``preset``'s."""
+    if os.path.exists(model_dir) and not os.path.isdir(model_dir):
+        raise RunFolderError(f"--model_dir {model_dir} is a file, not a folder; pass a "
+                             "folder (new or of this run) for the run's checkpoints.")
     if not os.path.isfile(os.path.join(model_dir, CONFIG_FILE)):
         return
     saved = read_config(model_dir)
@@ -80,15 +84,34 @@ def check_resumable(model_dir: str, preset: configs.Preset) -> None:
             f"{saved.get('dataset')}); pick a new --model_dir to train {preset.name}.")
 
 
-def checkpoint_path(model_dir: str, which: str = "latest") -> str:
-    """The path of the latest or best checkpoint of a run."""
+def checkpoint_paths(model_dir: str, which: str = "latest") -> List[str]:
+    """The paths of a run's latest or best checkpoints, oldest first."""
     folder = checkpoint_folder(model_dir, which)
-    path = tf.train.latest_checkpoint(folder)
-    if path is None:
+    state = tf.train.get_checkpoint_state(folder)
+    if state is None or not state.all_model_checkpoint_paths:
         raise RunFolderError(
             f"No {which} checkpoint in {folder}: train first (python train.py "
             f"--model_dir={model_dir} ...), or pick another folder.")
-    return path
+    return [os.path.join(folder, os.path.basename(path))
+            for path in state.all_model_checkpoint_paths]
+
+
+# What reading a truncated or corrupt checkpoint raises.
+_CORRUPT = (tf.errors.OpError, IndexError)
+
+
+def read_newest_intact(read: Callable[[str], object], paths: List[str]) -> str:
+    """Calls ``read`` on the newest of ``paths`` (oldest first) that reads,
+    warning about each newer one that does not; returns that path."""
+    for path in reversed(paths):
+        try:
+            read(path)
+            return path
+        except _CORRUPT as error:
+            cli.warn(f"skipped the checkpoint {path}: it does not read ({error}); "
+                     "trying the one before it.")
+    raise RunFolderError(f"None of the checkpoints {', '.join(paths)} reads: they are "
+                         "truncated or corrupt. Start afresh in a new --model_dir.")
 
 
 def training_record(model_dir: str, path: str) -> dict:
@@ -109,8 +132,9 @@ def training_record(model_dir: str, path: str) -> dict:
 def restore(model_dir: str, which: str = "latest"):
     """(model, preset, training record) from a run's latest or best checkpoint."""
     preset = read_preset(model_dir)
-    path = checkpoint_path(model_dir, which)
     model = build_model(preset.model)
-    (tf.train.Checkpoint(model=model).read(path).expect_partial()
-     .assert_existing_objects_matched())
+    checkpoint = tf.train.Checkpoint(model=model)
+    path = read_newest_intact(
+        lambda path: checkpoint.read(path).expect_partial().assert_existing_objects_matched(),
+        checkpoint_paths(model_dir, which))
     return model, preset, training_record(model_dir, path)

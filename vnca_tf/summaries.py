@@ -17,16 +17,12 @@ from vnca_tf.units import nats_to_bits_per_dim
 NUM_PICTURES = 8
 
 
-def likelihood_unit(config: ModelConfig) -> str:
-    """The paper's unit for a model: nats (binary images) or bits/dim (RGB)."""
-    return "nats" if config.likelihood == "bernoulli" else "bits/dim"
-
-
-def in_likelihood_unit(log_likelihood_nats, config: ModelConfig):
-    """A log-likelihood in nats per image, in ``likelihood_unit(config)``."""
+def describe_loss(loss_nats: float, config: ModelConfig) -> str:
+    """A negative ELBO in the paper's terms: "ELBO -91.23 nats" (binary
+    images) or "4.8312 bits/dim" (RGB, the negative ELBO per dimension)."""
     if config.likelihood == "bernoulli":
-        return log_likelihood_nats
-    return nats_to_bits_per_dim(log_likelihood_nats, config.num_dimensions)
+        return f"ELBO {-loss_nats:.2f} nats"
+    return f"{nats_to_bits_per_dim(loss_nats, config.num_dimensions):.4f} bits/dim"
 
 
 class Writer:

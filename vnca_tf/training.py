@@ -11,6 +11,7 @@ run continues exactly where it stopped.
 
 import functools
 import math
+import os
 import time
 from typing import Optional
 
@@ -19,7 +20,8 @@ import tensorflow as tf
 
 from vnca_tf import data, microbatches, run_folder, summaries
 from vnca_tf.configs import Preset
-from vnca_tf.distribution import MIRRORED, is_chief
+from vnca_tf.console import Console
+from vnca_tf.distribution import MIRRORED, any_worker, is_chief
 from vnca_tf.loss_scale import DynamicLossScale
 from vnca_tf.model import build_model
 from vnca_tf.optimizers import TorchAdam
@@ -71,6 +73,9 @@ class Trainer:
         self._validation_images = None
         self.data_dir, self.data_source = data_dir, data_source
         self._clock = time.perf_counter()
+        self._last_save = time.monotonic()
+        self._prepared = None  # (start step, training batches), from prepare().
+        self.resumed_from = None  # The checkpoint the run resumed from.
 
         model_config = preset.model
         keras.utils.set_random_seed(self.config.seed)  # Seeded initial weights.
@@ -117,10 +122,13 @@ class Trainer:
     # ------------------------------------------------------------ checkpoints
 
     def restore(self) -> int:
-        """Restores the latest checkpoint, if any; returns the step reached."""
-        latest = self.manager.latest_checkpoint
-        if latest:
-            self.checkpoint.restore(latest).assert_existing_objects_matched()
+        """Restores the newest intact checkpoint, if any (newer ones that do not
+        read are skipped with a warning); returns the step reached."""
+        self.resumed_from = None
+        if self.manager.checkpoints:
+            self.resumed_from = run_folder.read_newest_intact(
+                lambda path: self.checkpoint.restore(path).assert_existing_objects_matched(),
+                self.manager.checkpoints)
         return int(self.step.numpy())
 
     def _count_time(self):
@@ -130,8 +138,17 @@ class Trainer:
         self._clock = now
 
     def save(self, manager=None) -> str:
+        manager = manager or self.manager
         self._count_time()
-        return (manager or self.manager).save(checkpoint_number=int(self.step.numpy()))
+        if manager is self.manager:
+            self._last_save = time.monotonic()
+        return manager.save(checkpoint_number=int(self.step.numpy()))
+
+    def _checkpoint_due_by_time(self) -> bool:
+        """Whether checkpoint_minutes have passed since the last checkpoint (on
+        any worker: all of them must save at the same step)."""
+        due = time.monotonic() - self._last_save >= 60 * self.config.checkpoint_minutes
+        return any_worker(self.strategy, due)
 
     # ------------------------------------------------------------ data
 
@@ -254,56 +271,80 @@ class Trainer:
     def _validation_elbo(self, images, seed):
         return self.model.negative_elbo(images, seed=seed)["loss"]
 
+    def prepare(self) -> int:
+        """Restores the newest intact checkpoint and opens the training and
+        validation data (a DataError comes before anything is written);
+        returns the step to start from. ``train`` calls it if need be."""
+        if self._prepared is None:
+            start = self.restore()
+            self._prepared = (start, self._batches(start))
+            self._validation_batches()
+        return self._prepared[0]
+
     def train(self, num_steps: Optional[int] = None, progress: bool = True) -> dict:
         """Trains up to ``num_steps`` (default: the config's), resuming from the
-        latest checkpoint in model_dir; returns the last step's metrics."""
+        newest intact checkpoint in model_dir; returns the last step's metrics.
+        ``progress``: show the progress line and the run's events on stdout."""
         num_steps = num_steps or self.config.num_steps
-        start = self.restore()
-        self._clock = time.perf_counter()
+        self.prepare()
+        start, batches = self._prepared
+        self._prepared = None  # The next call resumes afresh.
+        self._clock, self._last_save = time.perf_counter(), time.monotonic()
+        console = Console(num_steps, enabled=progress and self.chief)
+        if self.resumed_from:
+            console.event(f"Resumed from {self.resumed_from} at step {start}")
         writer = summaries.Writer(self.model_dir, self.chief)
-        batches = self._batches(start)
-        bar = keras.utils.Progbar(num_steps, stateful_metrics=[
-            "loss", summaries.likelihood_unit(self.preset.model), "steps/s"],
-            verbose=1 if progress and self.chief else 0)
-        bar.update(start)
-        metrics, last_time, last_step = {}, time.perf_counter(), start
+        metrics, window_seconds, window_steps = {}, 0.0, 0
         for step in range(start + 1, num_steps + 1):
+            began = time.perf_counter()
             metrics = {k: float(v) for k, v in self._train_step(next(batches)).items()}
+            seconds = time.perf_counter() - began
+            console.step_done(seconds)
+            window_seconds, window_steps = window_seconds + seconds, window_steps + 1
             if int(self.nonfinite_in_a_row.numpy()) >= self.config.max_nonfinite:
+                console.close()
                 raise NonFiniteError(
                     f"{int(self.nonfinite_in_a_row.numpy())} non-finite updates in a row "
                     f"(at step {step}); stopping. The last good checkpoint "
                     f"{self.manager.latest_checkpoint} is intact and no non-finite value "
                     "was saved. Try a lower learning rate or check the data.")
-            if step % self.config.log_every == 0 or step == num_steps:
-                now = time.perf_counter()
-                metrics["steps_per_s"] = (step - last_step) / (now - last_time)
-                last_time, last_step = now, step
+            last = step == num_steps
+            console.progress(step, f"loss {metrics['loss']:.2f} "
+                             f"({summaries.describe_loss(metrics['loss'], self.preset.model)})",
+                             force=last)
+            if step % self.config.log_every == 0 or last:
+                metrics["steps_per_s"] = window_steps / window_seconds
+                window_seconds, window_steps = 0.0, 0
                 writer.scalars(step, metrics, self.preset.model, self.optimizer,
                                int(self.nonfinite_total.numpy()),
                                None if self.pool is None else int(self.pool.size.numpy()))
-                bar.update(step, [("loss", metrics["loss"]),
-                                  (summaries.likelihood_unit(self.preset.model),
-                                   summaries.in_likelihood_unit(-metrics["loss"],
-                                                                self.preset.model)),
-                                  ("steps/s", metrics["steps_per_s"])])
-            if step % self.config.image_every == 0 or step == num_steps:
+            if step % self.config.image_every == 0 or last:
                 writer.images(step, self.model, self._validation_batches()[0],
                               self.config.seed)
-            if step % self.config.validation_every == 0 or step == num_steps:
-                self._validate(step, writer)
-            if step % self.config.checkpoint_every == 0 or step == num_steps:
-                self.save()
+                console.event(f"step {step}: images for TensorBoard in "
+                              f"{os.path.join(self.model_dir, 'train')}")
+            if step % self.config.validation_every == 0 or last:
+                console.event(self._validate(step, writer))
+            by_time = self._checkpoint_due_by_time()
+            if step % self.config.checkpoint_every == 0 or last or by_time:
+                path = self.save()
+                reason = f" ({self.config.checkpoint_minutes:g} minutes since the last)"
+                console.event(f"step {step}: checkpoint {path}{reason if by_time else ''}")
+        console.close()
         writer.flush()
         return metrics
 
-    def _validate(self, step, writer):
-        """Logs the validation loss; a new best is saved to the best checkpoint."""
+    def _validate(self, step, writer) -> str:
+        """Logs the validation loss, saves a new best to the best checkpoint;
+        returns a line saying so."""
         loss = self.validation_loss()
         writer.validation_scalars(step, loss, self.preset.model)
+        line = (f"step {step}: validation loss {loss:.4f} "
+                f"({summaries.describe_loss(loss, self.preset.model)})")
         if loss < float(self.best_validation.numpy()):
             self.best_validation.assign(loss)
-            self.save(self.best_manager)
+            line += f", the best so far: saved as {self.save(self.best_manager)}"
+        return line
 
 
 def _split_sizes(total: int, size: int):

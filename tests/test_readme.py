@@ -1,0 +1,74 @@
+"""The README's commands: the two it starts with, and that none writes to a tracked file."""
+
+import os
+import shlex
+import subprocess
+
+from conftest import REPO
+from vnca_tf import configs, evaluation
+
+SCRIPTS = ("train.py", "evaluate.py", "export.py")
+
+
+def _readme():
+    with open(os.path.join(REPO, "README.md")) as f:
+        return f.read()
+
+
+def _code_blocks():
+    """The README's fenced code blocks, in order."""
+    blocks, block = [], None
+    for line in _readme().splitlines():
+        if line.startswith("```"):
+            if block is None:
+                block = []
+            else:
+                blocks.append("\n".join(block))
+                block = None
+        elif block is not None:
+            block.append(line)
+    return blocks
+
+
+def _commands():
+    """(script, {flag: value}) of every script command in the README's code blocks."""
+    text = "\n".join(_code_blocks()).replace("\\\n", " ")
+    for line in text.splitlines():
+        for part in line.split("&&"):
+            if not any(f"python {script}" in part for script in SCRIPTS):
+                continue
+            words = shlex.split(part, comments=True)
+            for index, word in enumerate(words[:-1]):
+                if word == "python" and words[index + 1] in SCRIPTS:
+                    flags = dict(w[2:].partition("=")[::2] for w in words[index + 2:]
+                                 if w.startswith("--"))
+                    yield words[index + 1], flags
+
+
+def _written_folder(script, flags):
+    if script == "train.py":
+        preset = (configs.get_preset(flags["preset"]) if "preset" in flags else
+                  configs.preset_for(flags["dataset"], flags.get("model", "vnca")))
+        return flags.get("model_dir") or os.path.join("runs", preset.name)
+    if script == "export.py":
+        return flags["export_dir"]
+    return flags.get("output_dir") or evaluation.default_output_dir(
+        flags.get("model_dir"), flags.get("saved_model"))
+
+
+def test_the_readme_starts_with_the_main_job_and_the_ci_test_command():
+    first, second = _code_blocks()[:2]
+    assert first.startswith("python3 -m venv .venv && . .venv/bin/activate && pip install")
+    assert "python train.py" in first
+    with open(os.path.join(REPO, ".ci", "run")) as f:
+        assert second == f.read().strip().splitlines()[-1]
+
+
+def test_no_readme_command_writes_to_a_tracked_file():
+    commands = list(_commands())
+    assert {script for script, _ in commands} == set(SCRIPTS)
+    for script, flags in commands:
+        folder = _written_folder(script, flags)
+        ignored = subprocess.run(["git", "check-ignore", "-q", os.path.join(folder, "x")],
+                                 cwd=REPO)
+        assert ignored.returncode == 0, f"python {script} {flags} writes to {folder}"
