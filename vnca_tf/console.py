@@ -1,10 +1,10 @@
-"""A training run's console: a progress line, and one line per event above it.
+"""A script's console: a progress line, and one line per event above it.
 
 On a terminal the progress line is redrawn in place after every step; in a
 log file (no terminal) it is written as a line of its own every
 ``log_seconds``. Events (resume, validation, checkpoint, images) are printed as
-lines above it. The rate and the ETA count training steps only, not the time
-spent on validation, images and checkpoints.
+lines above it. The rate and the ETA count the timed work only (training
+steps, not the time spent on validation, images and checkpoints).
 """
 
 import collections
@@ -26,44 +26,44 @@ def duration(seconds: float) -> str:
 
 
 class Console:
-    """Progress and events of a run of ``total`` steps, written to ``stream``
-    (default stdout); ``enabled=False`` writes nothing."""
+    """Progress and events of a run of ``total`` units (steps, images),
+    written to ``stream`` (default stdout); ``enabled=False`` writes nothing."""
 
     def __init__(self, total: int, stream=None, enabled: bool = True,
-                 log_seconds: float = 60.0):
+                 log_seconds: float = 60.0, unit: str = "step"):
         self.total = total
+        self.unit = unit
         self.stream = stream or sys.stdout
         self.enabled = enabled
         self.log_seconds = log_seconds
         self.terminal = self.stream.isatty()
-        self._first_step = None
+        self._traced = False  # Whether the first call (which traces) is done.
         self._step_seconds = collections.deque(maxlen=_RATE_WINDOW)
         self._line = ""  # The progress line on screen (terminal only).
         self._last_logged = -float("inf")
 
-    def step_done(self, seconds: float) -> None:
-        """Counts a training step that took ``seconds``."""
-        if self._first_step is None:
-            self._first_step = seconds
-        else:
-            self._step_seconds.append(seconds)
+    def step_done(self, seconds: float, count: int = 1) -> None:
+        """Counts ``count`` units done in ``seconds``."""
+        if self._traced:
+            self._step_seconds.append((count, seconds))
+        self._traced = True
 
     @property
     def steps_per_second(self) -> Optional[float]:
-        """Over the last steps' training time only (the first step, which
-        traces the graphs, only until there are others); None before it."""
-        times = self._step_seconds or ([self._first_step] if self._first_step else [])
-        if not times:
+        """Units per second over the last calls' time only, leaving out the
+        first, which traces the graphs; None until there is a second."""
+        if not self._step_seconds:
             return None
-        return len(times) / max(sum(times), 1e-9)
+        return (sum(c for c, _ in self._step_seconds)
+                / max(sum(s for _, s in self._step_seconds), 1e-9))
 
     def progress_line(self, step: int, status: str) -> str:
         filled = int(_BAR_WIDTH * step / self.total)
-        parts = [f"step {step:,}/{self.total:,} [{'#' * filled}{'.' * (_BAR_WIDTH - filled)}]",
-                 status]
+        parts = [f"{self.unit} {step:,}/{self.total:,} "
+                 f"[{'#' * filled}{'.' * (_BAR_WIDTH - filled)}]", status]
         rate = self.steps_per_second
         if rate is not None:
-            parts.append(f"{rate:.3g} steps/s")
+            parts.append(f"{rate:.3g} {self.unit}s/s")
             parts.append(f"ETA {duration((self.total - step) / rate)}")
         return " | ".join(parts)
 

@@ -12,11 +12,11 @@ import os
 import time
 from typing import Optional
 
-import keras
 import numpy as np
 import tensorflow as tf
 
 from vnca_tf import configs, data, figures
+from vnca_tf.console import Console
 from vnca_tf.export import LoadedModel
 from vnca_tf.units import nats_to_bits_per_dim
 
@@ -69,13 +69,19 @@ def log_likelihood(model, images, num_samples: int = 128, batch_size: int = 16,
     iwae = tf.function(model.iwae)  # A VAE or a LoadedModel: the same interface.
 
     total = int(images.cardinality())
-    bar = keras.utils.Progbar(total if total > 0 else None, verbose=1 if progress else 0,
-                              stateful_metrics=["nats"])
-    values, start = [], time.perf_counter()
+    if total < 0:  # Unknown: count them (the images are in memory).
+        total = int(images.reduce(0, lambda count, _: count + 1))
+    console = Console(total, enabled=progress, unit="image")
+    values, start, done = [], time.perf_counter(), 0
     for index, batch in enumerate(images.batch(batch_size)):
+        began = time.perf_counter()
         index_seed = tf.constant([batch_seed(seed, index), 0])
         values.append(np.asarray(iwae(batch, num_samples, index_seed, chunk_size)))
-        bar.add(len(batch), [("nats", float(np.concatenate(values).mean()))])
+        console.step_done(time.perf_counter() - began, len(batch))
+        done += len(batch)
+        console.progress(done, f"log p(x) >= {np.concatenate(values).mean():.2f} nats",
+                         force=done == total)
+    console.close()
     values = np.concatenate(values).astype(np.float64)
     if not np.isfinite(values).all():
         raise EvaluationError("The model gave non-finite log-likelihoods; is the "
