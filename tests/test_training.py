@@ -367,12 +367,17 @@ def test_ctrl_c_ends_with_one_line_naming_the_last_checkpoint(tmp_path, data_dir
         [sys.executable, os.path.join(REPO, "train.py"), "--preset=test_mnist",
          f"--model_dir={tmp_path}", f"--data_dir={data_dir}", "--num_steps=100000",
          "--checkpoint_every=3", "--validation_every=100000", "--image_every=100000"],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        # As at a terminal, even where this runs as a background job (which ignores SIGINT).
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 300
     while time.time() < deadline and not (tmp_path / "checkpoints" / "ckpt-3.index").exists():
         time.sleep(0.2)
     process.send_signal(signal.SIGINT)
-    _, err = process.communicate(timeout=300)
+    try:
+        _, err = process.communicate(timeout=120)
+    finally:
+        process.kill()
     assert process.returncode == 130
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("Interrupted at step "), err[-2000:]
