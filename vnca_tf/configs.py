@@ -290,6 +290,15 @@ PRESETS: Dict[str, Preset] = _presets(
                        image_every=1_000, checkpoint_every=250),
            "The shipped non-doubling damage-recovery VNCA "
            "(saved_models/mnist_damage_cpu), trained on a 2-core CPU (49 min)."),
+    Preset("mnist_heal_cpu", "binarized_mnist",
+           dataclasses.replace(_MNIST_DAMAGE, latent_size=64, hidden_size=64,
+                               min_steps=16, max_steps=32, encoder_channels=16),
+           TrainConfig(batch_size=16, learning_rate=3e-4, num_steps=8_000,
+                       clip_norm=_AUTHORS_CLIP, pool_size=256, damage_size=14,
+                       validation_every=500, image_every=1_000, checkpoint_every=250),
+           "mnist_damage_cpu trained as the authors' code trains mnist_damage (each "
+           "cell updates with probability 0.5 per step, clip 1.0) and longer: the "
+           "browser demo's regrowing model, for a 2-core CPU."),
     Preset("test_mnist", "binarized_mnist",
            dataclasses.replace(_MNIST, num_residual_blocks=1, steps_per_stage=2,
                                **_TINY),
