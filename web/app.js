@@ -1,0 +1,207 @@
+// The browser demo: grow a VNCA step by step, damage it with the mouse, watch it regrow.
+// Runs the graphs that `python export.py --tfjs=web/models/NAME` writes
+// (vnca_tf/browser_graphs.py): encode, initial_cells, step, [double], picture.
+"use strict";
+
+const board = document.getElementById("board");
+const context = board.getContext("2d");
+const state = {
+  graphs: null, config: null, cells: null, latents: null, stepCount: 0,
+  running: true, drawing: null, busy: false, errors: [],
+};
+
+function setStatus(text) { document.getElementById("status").textContent = text; }
+
+async function loadModel(name) {
+  const manifest = await (await fetch(`models/${name}/vnca.json`)).json();
+  const graphs = {};
+  for (const graph of manifest.graphs) {
+    graphs[graph] = await tf.loadGraphModel(`models/${name}/${graph}/model.json`);
+  }
+  state.graphs = graphs;
+  state.config = manifest.preset.model;
+  const record = manifest.record || {};
+  const info = [`${manifest.preset.name}: ${manifest.preset.description}`];
+  if (record.log_likelihood_nats !== undefined) {
+    info.push(`test log-likelihood ${record.log_likelihood_nats.toFixed(2)} nats ` +
+              `(IWAE-${record.num_samples}, ${record.num_examples} images)`);
+  }
+  if (record.healing) {
+    info.push(`regrowth error ${record.healing.recovered_error.toFixed(3)} vs ` +
+              `${record.healing.damaged_error.toFixed(3)} damaged`);
+  }
+  document.getElementById("model-info").textContent = info.join("; ");
+  state.drawing = tf.zeros([1, ...state.config.image_shape]);
+}
+
+function run(graph, inputs) {
+  return state.graphs[graph].execute(inputs);
+}
+
+// Cells from latents (1, Z) or (B, Z); the step count starts again.
+function startFrom(latents) {
+  tf.dispose([state.cells, state.latents]);
+  state.latents = tf.keep(latents);
+  state.cells = tf.keep(run("initial_cells", {latents}));
+  state.stepCount = 0;
+}
+
+function sampleLatents(seed) {
+  return tf.randomNormal([1, state.config.latent_size], 0, 1, "float32", seed);
+}
+
+// One NCA step; each cell updates with the model's probability (masks may be given).
+function step(mask) {
+  const config = state.config;
+  const next = tf.tidy(() => {
+    const [batch, height, width] = state.cells.shape;
+    const updateMask = mask || tf.cast(
+      tf.less(tf.randomUniform([batch, height, width, 1]), config.update_probability),
+      "float32");
+    let cells = run("step", {cells: state.cells, mask: updateMask});
+    const perStage = config.steps_per_stage;
+    const doubling = config.decoder === "doubling";
+    if (doubling && (state.stepCount + 1) % perStage === 0 &&
+        height < config.image_shape[0]) {
+      cells = run("double", {cells});
+    }
+    return cells;
+  });
+  state.cells.dispose();
+  state.cells = tf.keep(next);
+  state.stepCount += 1;
+}
+
+function picture() {
+  return tf.tidy(() => {
+    const image = run("picture", {cells: state.cells});
+    const [height, width] = image.shape.slice(1, 3);
+    const size = state.config.image_shape[0];
+    // A doubling VNCA's picture is smaller while it grows: show it at full size.
+    return height === size ? image.squeeze([0])
+      : tf.image.resizeNearestNeighbor(image, [size, width * size / height]).squeeze([0]);
+  });
+}
+
+async function draw() {
+  const image = picture();
+  const shown = state.drawingMode() ? tf.tidy(() => state.drawing.squeeze([0])) : image;
+  const canvas = document.createElement("canvas");
+  await tf.browser.toPixels(shown, canvas);
+  if (shown !== image) shown.dispose();
+  image.dispose();
+  context.imageSmoothingEnabled = false;
+  context.drawImage(canvas, 0, 0, board.width, board.height);
+  document.getElementById("step-count").textContent = `step ${state.stepCount}`;
+}
+
+state.drawingMode = () => document.querySelector('input[name="tool"]:checked').value === "draw";
+
+// Zeroes the cells within `radius` cells of (row, column) of the grid.
+function damage(row, column, radius) {
+  const next = tf.tidy(() => {
+    const [, height, width] = state.cells.shape;
+    const rows = tf.range(0, height).reshape([height, 1]).sub(row).square();
+    const columns = tf.range(0, width).reshape([1, width]).sub(column).square();
+    const keep = tf.cast(tf.greater(rows.add(columns), radius * radius), "float32");
+    return state.cells.mul(keep.reshape([1, height, width, 1]));
+  });
+  state.cells.dispose();
+  state.cells = tf.keep(next);
+}
+
+function paint(row, column, radius) {
+  const size = state.config.image_shape[0];
+  const next = tf.tidy(() => {
+    const rows = tf.range(0, size).reshape([size, 1]).sub(row).square();
+    const columns = tf.range(0, size).reshape([1, size]).sub(column).square();
+    const ink = tf.cast(tf.lessEqual(rows.add(columns), radius * radius), "float32");
+    return tf.maximum(state.drawing, ink.reshape([1, size, size, 1]));
+  });
+  state.drawing.dispose();
+  state.drawing = next;
+}
+
+function regrowDrawing() {
+  const latents = run("encode", {images: state.drawing});
+  startFrom(latents);
+  document.querySelector('input[name="tool"][value="damage"]').checked = true;
+}
+
+function pointer(event) {
+  const bounds = board.getBoundingClientRect();
+  const [, height, width] = state.drawingMode()
+    ? [0, state.config.image_shape[0], state.config.image_shape[1]] : state.cells.shape;
+  return [(event.clientY - bounds.top) / bounds.height * height,
+          (event.clientX - bounds.left) / bounds.width * width, height];
+}
+
+function onPointer(event) {
+  if (!(event.buttons & 1) || !state.cells) return;
+  const [row, column, height] = pointer(event);
+  const brush = Number(document.getElementById("brush").value);
+  const radius = brush * height / state.config.image_shape[0];
+  if (state.drawingMode()) paint(row, column, Math.max(radius / 2, 1));
+  else damage(row, column, radius);
+  draw();
+}
+
+async function loop() {
+  let last = performance.now();
+  const tick = async (now) => {
+    const interval = 1000 / Number(document.getElementById("speed").value);
+    if (state.running && state.cells && !state.busy && now - last >= interval) {
+      last = now;
+      state.busy = true;
+      step();
+      await draw();
+      state.busy = false;
+    }
+    requestAnimationFrame(tick);
+  };
+  requestAnimationFrame(tick);
+}
+
+async function main() {
+  try {
+    const models = await (await fetch("models/index.json")).json();
+    const select = document.getElementById("model");
+    for (const name of models) select.add(new Option(name, name));
+    await loadModel(models[0]);
+    select.onchange = async () => { await loadModel(select.value); startFrom(sampleLatents()); };
+    document.getElementById("sample").onclick = () => startFrom(sampleLatents());
+    document.getElementById("reset").onclick = () => startFrom(state.latents.clone());
+    document.getElementById("pause").onclick = (event) => {
+      state.running = !state.running;
+      event.target.textContent = state.running ? "Pause" : "Run";
+    };
+    document.getElementById("regrow").onclick = () => regrowDrawing();
+    for (const name of ["pointerdown", "pointermove"]) board.addEventListener(name, onPointer);
+    startFrom(sampleLatents(0));
+    await draw();
+    setStatus(`Running on TensorFlow.js ${tf.version.tfjs} (${tf.getBackend()} backend).`);
+    loop();
+  } catch (error) {
+    setStatus(`Could not start: ${error}`);
+    throw error;
+  }
+}
+
+// What the browser tests drive: fixed latents, masks and step counts.
+window.vnca = {
+  state,
+  start: (latents) => { startFrom(tf.tensor2d(latents)); },
+  steps: (count, allCells) => {
+    for (let i = 0; i < count; i++) {
+      step(allCells ? tf.ones([...state.cells.shape.slice(0, 3), 1]) : undefined);
+    }
+  },
+  image: () => tf.tidy(() => run("picture", {cells: state.cells})).array(),
+  cells: () => state.cells.array(),
+  damage,
+  paint,
+  regrowDrawing,
+  draw,
+};
+
+main();
