@@ -5,8 +5,9 @@
     python evaluate.py --model_dir=runs/mnist --max_examples=1000 --checkpoint=best
 
 Writes OUTPUT_DIR/results.json (log-likelihood in nats per image and bits/dim,
-standard error, number of images, k, time, and the training record: steps,
-wall time, train.py command, precision) and one PNG per
+standard error, number of images, k, time, the training record: steps,
+wall time, train.py command, precision; and for non-doubling VNCAs how well
+they regrow after damage) and one PNG per
 figure (reconstructions, samples, growth, interpolations, tsne,
 damage_recovery, damage_during_growth).
 """
@@ -80,12 +81,19 @@ def main(argv):
                 model, images, FLAGS.num_samples, FLAGS.batch_size, FLAGS.chunk_size,
                 FLAGS.max_examples, FLAGS.seed))
             report["subset"] = bool(FLAGS.max_examples)
+            if model.damage_kind == "damage_recovery":
+                report["healing"] = evaluation.healing(model, seed=FLAGS.seed)
             path = evaluation.write_report(report, os.path.join(output_dir, "results.json"))
             subset = " (a subset: --max_examples)" if FLAGS.max_examples else ""
             print(f"\nlog p(x) >= {report['log_likelihood_nats']:.2f} ± "
                   f"{report['stderr_nats']:.2f} nats = {report['bits_per_dim']:.4f} bits/dim "
                   f"over {report['num_examples']} {FLAGS.split} images{subset}, k = "
                   f"{FLAGS.num_samples}; written to {path}")
+            if "healing" in report:
+                heal = report["healing"]
+                print(f"After damage the images are off by {heal['damaged_error']:.4f}, "
+                      f"after regrowth by {heal['recovered_error']:.4f} (mean absolute "
+                      f"difference over {heal['num_samples']} samples)")
         if names:
             batch = next(iter(images.batch(64))).numpy()
             tsne_images, labels = batch, None

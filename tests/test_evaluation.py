@@ -10,6 +10,7 @@ import tensorflow as tf
 
 from conftest import REPO
 from vnca_tf import configs, data, evaluation, figures
+from vnca_tf.model import build_model
 from vnca_tf.run_folder import RunFolderError, restore, save_config
 from vnca_tf.training import Trainer
 
@@ -86,6 +87,20 @@ def test_evaluate_cli_writes_a_report(mnist_dir, data_dir, tmp_path):
     # A SavedModel's report goes under runs/ (ignored), never beside the model.
     assert evaluation.default_output_dir(saved_model="saved_models/mnist_cpu/1/") == (
         os.path.join("runs", "evaluation", "mnist_cpu", "1"))
+
+
+def test_healing_compares_regrown_and_damaged_images(damage_dir):
+    model, _, _ = restore(damage_dir)
+    result = evaluation.healing(model, num_samples=8, seed=3)
+    assert result["num_samples"] == 8 and result["damaged_error"] > 0
+    assert result["recovered_over_damaged"] == pytest.approx(
+        result["recovered_error"] / result["damaged_error"])
+    assert evaluation.healing(model, num_samples=8, seed=3) == result  # Seeded.
+    # An untrained NCA (its last layer starts at zero) never changes its cells:
+    # what was damaged stays damaged, exactly.
+    still = build_model(configs.get_preset("test_mnist_damage").model)
+    frozen = evaluation.healing(still, num_samples=8)
+    assert frozen["recovered_error"] == frozen["damaged_error"] > 0
 
 
 def _check_png(path, grid=None, shape=None):

@@ -63,6 +63,11 @@ def test_evaluate_cli_reproduces_the_log_likelihood_on_100_test_images(path, dat
         4 * per_image_std / np.sqrt(100)), (measured, shipped)
     for name in ("samples", "growth", damage):
         assert os.path.getsize(tmp_path / f"{name}.png") > 2000
+    if config.decoder == "non_doubling":  # How well it regrows, on 100 prior samples.
+        healing = measured["healing"]
+        assert healing["num_samples"] == 100
+        assert healing["recovered_error"] < 0.9 * healing["damaged_error"], healing
+        assert "after regrowth by" in result.stdout
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=NAMES)
