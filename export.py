@@ -1,15 +1,20 @@
-"""Exports a trained VNCA as a SavedModel for TF Serving and plain TensorFlow.
+"""Exports a trained VNCA as a SavedModel for TF Serving and plain TensorFlow,
+and as the browser demo's TensorFlow.js models.
 
     python export.py --model_dir=runs/mnist --export_dir=exports/mnist [--version=1]
-    python export.py --model_dir=runs/mnist_heal_cpu --tfjs=web/models/mnist_heal_cpu
+    python export.py --model_dir=runs/mnist_heal_cpu --tfjs=web/my_models/mnist_heal_cpu
+    python export.py --saved_model=saved_models/mnist_heal_cpu/1 --tfjs=web/my_models/heal
 
 writes EXPORT_DIR/VERSION (the layout TF Serving watches) with the signatures
 that vnca_tf.export describes, the preset and the training record; --tfjs
-writes the browser demo's graphs (vnca_tf.browser_graphs) as TensorFlow.js
-graph models.
+converts the SavedModel's browser graphs (vnca_tf.browser_graphs) to
+TensorFlow.js graph models with the official converter (vnca_tf.tfjs), with
+the model's evaluate.py results beside them when there are any.
 """
 
+import json
 import os
+import tempfile
 
 from absl import app, flags, logging
 
@@ -20,36 +25,58 @@ flags.DEFINE_enum("checkpoint", "latest", list(configs.CHECKPOINTS), "Which chec
 flags.DEFINE_string("export_dir", None, "The model's folder; the SavedModel goes to "
                     "EXPORT_DIR/VERSION.")
 flags.DEFINE_integer("version", 1, "The version folder TF Serving serves.")
+flags.DEFINE_string("saved_model", None, "Instead of --model_dir: an exported SavedModel "
+                    "version folder (e.g. saved_models/mnist_heal_cpu/1), rebuilt from its "
+                    "variables (an older export gains this version's signatures).")
 flags.DEFINE_string("tfjs", None, "Also (or instead) write the graphs the browser demo "
                     "runs, as TensorFlow.js graph models, to this folder (e.g. "
-                    "web/models/NAME).")
+                    "web/my_models/NAME; python serve_demo.py shows them).")
 flags.DEFINE_string("tfjs_converter", None, "tensorflowjs_converter to use (default: "
                     ".venv-tfjs/bin/tensorflowjs_converter, made by "
                     "web/make_converter_env.sh).")
 FLAGS = flags.FLAGS
 
 
+def _results(path: str):
+    """The evaluate.py report at ``path``, or None."""
+    if not os.path.isfile(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
 def main(argv):
     del argv
     logging.set_verbosity(logging.WARNING)
-    if not FLAGS.model_dir or not (FLAGS.export_dir or FLAGS.tfjs):
-        return cli.error("Give --model_dir (a training folder) and --export_dir (a "
-                         "SavedModel) or --tfjs (the browser's graphs), or both.")
+    if bool(FLAGS.model_dir) == bool(FLAGS.saved_model):
+        return cli.error("Give one source: --model_dir (a training folder) or "
+                         "--saved_model (an exported version folder).")
+    if not (FLAGS.export_dir or FLAGS.tfjs):
+        return cli.error("Give --export_dir (a SavedModel) or --tfjs (the browser's "
+                         "graphs), or both.")
     cli.start_tensorflow()
-    from vnca_tf import browser_graphs, export, run_folder
+    from vnca_tf import evaluation, export, run_folder, tfjs
 
     try:
-        model, preset, training = run_folder.restore(FLAGS.model_dir, FLAGS.checkpoint)
-        if FLAGS.export_dir:
-            path = export.export(model, preset, FLAGS.export_dir, FLAGS.version, training)
-            print(f"Exported {preset.name} (step {training['steps']}) to {path}")
-        if FLAGS.tfjs:
-            path = browser_graphs.convert(
-                model, preset, FLAGS.tfjs, FLAGS.tfjs_converter or browser_graphs.CONVERTER,
-                training)
-            print(f"Wrote the browser graphs of {preset.name} (step {training['steps']}) "
-                  f"to {os.path.dirname(path)}")
-    except (run_folder.RunFolderError, FileExistsError, FileNotFoundError,
+        if FLAGS.saved_model:
+            model, preset, training = export.restore_model(FLAGS.saved_model)
+            results = os.path.join(os.path.dirname(os.path.normpath(FLAGS.saved_model)),
+                                   "results.json")
+        else:
+            model, preset, training = run_folder.restore(FLAGS.model_dir, FLAGS.checkpoint)
+            results = os.path.join(evaluation.default_output_dir(FLAGS.model_dir),
+                                   "results.json")
+        with tempfile.TemporaryDirectory() as scratch:
+            path = export.export(model, preset, FLAGS.export_dir or scratch, FLAGS.version,
+                                 training)
+            if FLAGS.export_dir:
+                print(f"Exported {preset.name} (step {training.get('steps')}) to {path}")
+            if FLAGS.tfjs:
+                manifest = tfjs.convert(path, FLAGS.tfjs, FLAGS.tfjs_converter or
+                                        tfjs.CONVERTER, _results(results))
+                print(f"Wrote the browser graphs of {preset.name} (step "
+                      f"{training.get('steps')}) to {os.path.dirname(manifest)}")
+    except (run_folder.RunFolderError, FileExistsError, FileNotFoundError, RuntimeError,
             ValueError) as error:
         return cli.error(str(error))
     return 0

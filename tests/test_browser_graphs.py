@@ -1,13 +1,19 @@
-"""The browser's step-by-step graphs grow what the model grows."""
+"""The browser's step-by-step graphs grow what the model grows; they travel in
+the SavedModel, convert from it, and the demo's server lists the converted
+models."""
 
 import dataclasses
 import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from vnca_tf import browser_graphs, configs
+from conftest import REPO
+from vnca_tf import browser_graphs, configs, demo_server, export, tfjs
 from vnca_tf.model import build_model
 
 
@@ -24,9 +30,11 @@ def test_step_by_step_growth_equals_the_models(name, tmp_path, rng):
     # Every cell updates (probability 1): the page's masks are then all ones.
     model = _model(name, update_probability=1.0)
     config = model.config
-    paths = browser_graphs.save(model, str(tmp_path))
-    graphs = {n: tf.saved_model.load(p).signatures["serving_default"]
-              for n, p in paths.items()}
+    # Through the exported SavedModel's browser_NAME signatures.
+    preset = dataclasses.replace(configs.get_preset(name), model=config)
+    signatures = tf.saved_model.load(export.export(model, preset, str(tmp_path))).signatures
+    prefix = browser_graphs.SIGNATURE_PREFIX
+    graphs = {n[len(prefix):]: f for n, f in signatures.items() if n.startswith(prefix)}
     doubling = config.decoder == "doubling"
     assert set(graphs) == set(browser_graphs.GRAPHS) - (set() if doubling else {"double"})
     images = (rng.random((2, *config.image_shape)) > 0.5).astype(np.float32)
@@ -53,23 +61,69 @@ def test_step_by_step_growth_equals_the_models(name, tmp_path, rng):
     np.testing.assert_array_equal(still, cells)
 
 
-def test_only_binary_vncas_have_browser_graphs():
+def test_only_binary_vncas_have_browser_graphs(tmp_path):
+    model = build_model(configs.get_preset("test_celeb_a").model)
     with pytest.raises(ValueError, match="binary images"):
-        browser_graphs.BrowserGraphs(build_model(configs.get_preset("test_celeb_a").model))
+        browser_graphs.functions(model)
+    assert browser_graphs.signatures(model) == {}
+    # Conversion says so before it looks for a converter.
+    path = export.export(model, configs.get_preset("test_celeb_a"), str(tmp_path / "sm"))
+    with pytest.raises(ValueError, match="binary images"):
+        tfjs.convert(path, str(tmp_path / "js"), converter=str(tmp_path / "none"))
 
 
-def test_the_index_offers_regrowing_models_first(tmp_path):
-    for name, decoder in (("a_doubling", "doubling"), ("b_regrows", "non_doubling")):
-        (tmp_path / name).mkdir()
-        (tmp_path / name / browser_graphs.MANIFEST).write_text(
-            json.dumps({"preset": {"model": {"decoder": decoder}}}))
-    (tmp_path / "not_a_model").mkdir()
-    path = browser_graphs.write_index(str(tmp_path))
-    assert json.load(open(path)) == ["b_regrows", "a_doubling"]
+def test_the_server_lists_the_best_regrowing_model_first(tmp_path):
+    def manifest(folder, name, decoder, ratio=None):
+        (tmp_path / folder / name).mkdir(parents=True)
+        results = {"healing": {"recovered_over_damaged": ratio}} if ratio else {}
+        (tmp_path / folder / name / demo_server.MANIFEST).write_text(json.dumps(
+            {"preset": {"model": {"decoder": decoder}}, "results": results}))
+
+    manifest("models", "a_doubling", "doubling")
+    manifest("models", "b_regrows", "non_doubling", 0.7)
+    manifest("models", "c_heals", "non_doubling", 0.3)
+    manifest("my_models", "a_mine", "non_doubling")
+    manifest("my_models", "b_mine", "doubling")
+    (tmp_path / "models" / "not_a_model").mkdir()
+    assert demo_server.list_models(str(tmp_path)) == [
+        "models/c_heals", "models/b_regrows", "my_models/a_mine", "models/a_doubling",
+        "my_models/b_mine"]
+    assert demo_server.list_models(str(tmp_path / "nothing")) == []
 
 
 def test_a_missing_converter_says_how_to_make_it(tmp_path):
     preset = configs.get_preset("test_mnist_damage")
+    path = export.export(build_model(preset.model), preset, str(tmp_path / "sm"))
     with pytest.raises(FileNotFoundError, match="web/make_converter_env.sh"):
-        browser_graphs.convert(build_model(preset.model), preset, str(tmp_path / "m"),
-                               converter=str(tmp_path / "none"))
+        tfjs.convert(path, str(tmp_path / "js"), converter=str(tmp_path / "none"))
+
+
+def test_an_older_export_gains_the_browser_signatures(tmp_path, monkeypatch):
+    preset = configs.get_preset("test_mnist_damage")
+    model = _model("test_mnist_damage")
+    with monkeypatch.context() as patch:  # An export from before the browser graphs.
+        patch.setattr(browser_graphs, "signatures", lambda model: {})
+        old = export.export(model, preset, str(tmp_path / "old"))
+    assert not any(n.startswith("browser_") for n in tf.saved_model.load(old).signatures)
+    rebuilt, rebuilt_preset, _ = export.restore_model(old)
+    assert rebuilt_preset == preset
+    new = tf.saved_model.load(export.export(rebuilt, rebuilt_preset, str(tmp_path / "new")))
+    assert "browser_step" in new.signatures
+    latents = tf.random.stateless_normal([2, preset.model.latent_size], [3, 4])
+    seed = tf.constant(5, tf.int64)
+    frames = [tf.saved_model.load(old).signatures["grow"](latents=latents, seed=seed)["frames"],
+              new.signatures["grow"](latents=latents, seed=seed)["frames"]]
+    np.testing.assert_array_equal(frames[0], frames[1])  # The same weights.
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--model_dir=runs/x", "--saved_model=saved_models/x/1", "--tfjs=y"], "one source"),
+    (["--saved_model=saved_models/x/1"], "--export_dir"),
+    (["--saved_model=nowhere/1", "--tfjs=y"], "not a SavedModel folder"),
+])
+def test_export_cli_says_what_is_wrong(flags, message, tmp_path):
+    result = subprocess.run([sys.executable, os.path.join(REPO, "export.py"), *flags],
+                            capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 2 and message in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "y").exists()

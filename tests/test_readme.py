@@ -44,15 +44,15 @@ def _commands():
                     yield words[index + 1], flags
 
 
-def _written_folder(script, flags):
+def _written_folders(script, flags):
     if script == "train.py":
         preset = (configs.get_preset(flags["preset"]) if "preset" in flags else
                   configs.preset_for(flags["dataset"], flags.get("model", "vnca")))
-        return flags.get("model_dir") or os.path.join("runs", preset.name)
+        return [flags.get("model_dir") or os.path.join("runs", preset.name)]
     if script == "export.py":
-        return flags["export_dir"]
-    return flags.get("output_dir") or evaluation.default_output_dir(
-        flags.get("model_dir"), flags.get("saved_model"))
+        return [flags[flag] for flag in ("export_dir", "tfjs") if flag in flags]
+    return [flags.get("output_dir") or evaluation.default_output_dir(
+        flags.get("model_dir"), flags.get("saved_model"))]
 
 
 def test_the_readme_starts_with_the_main_job_and_the_ci_test_command():
@@ -65,10 +65,12 @@ def test_the_readme_starts_with_the_main_job_and_the_ci_test_command():
 
 def test_no_readme_command_writes_to_a_tracked_file():
     with open(os.path.join(REPO, ".gitignore")) as f:
-        ignored_folders = {line.strip().rstrip("/") for line in f if line.strip().endswith("/")}
+        ignored_folders = [line.strip() for line in f if line.strip().endswith("/")]
     commands = list(_commands())
     assert {script for script, _ in commands} == set(SCRIPTS)
+    assert any("tfjs" in flags for _, flags in commands)  # The demo's export.
     for script, flags in commands:
-        folder = os.path.normpath(_written_folder(script, flags))
-        assert folder.split(os.sep)[0] in ignored_folders, (
-            f"python {script} {flags} writes to {folder}, which git tracks")
+        for folder in _written_folders(script, flags):
+            folder = os.path.normpath(folder) + "/"
+            assert any(folder.startswith(ignored) for ignored in ignored_folders), (
+                f"python {script} {flags} writes to {folder}, which git tracks")

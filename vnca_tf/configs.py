@@ -293,7 +293,7 @@ PRESETS: Dict[str, Preset] = _presets(
     Preset("mnist_heal_cpu", "binarized_mnist",
            dataclasses.replace(_MNIST_DAMAGE, latent_size=64, hidden_size=64,
                                min_steps=16, max_steps=32, encoder_channels=16),
-           TrainConfig(batch_size=16, learning_rate=3e-4, num_steps=8_000,
+           TrainConfig(batch_size=16, learning_rate=3e-4, num_steps=12_000,
                        clip_norm=_AUTHORS_CLIP, pool_size=256, damage_size=14,
                        validation_every=500, image_every=1_000, checkpoint_every=250),
            "mnist_damage_cpu trained as the authors' code trains mnist_damage (each "

@@ -19,7 +19,11 @@ random seed):
   recovered (float32 mean images: grown for max_steps, a random square of half
   the width zeroed, then max_steps more);
 * ``damage_during_growth`` (doubling VNCA): latents -> frames (float32,
-  (num_doublings + 1, B, H, W, C): the right half zeroed at stage 0, 1, ...).
+  (num_doublings + 1, B, H, W, C): the right half zeroed at stage 0, 1, ...);
+* ``browser_encode``, ``browser_initial_cells``, ``browser_step``,
+  ``browser_double`` (doubling), ``browser_picture`` (VNCAs of binary images):
+  the step-by-step graphs of the browser demo (vnca_tf.browser_graphs), which
+  vnca_tf.tfjs converts to TensorFlow.js.
 
 The signatures declare the model's image and latent sizes (batch free), and
 inputs are checked in the graph: a wrong shape, a NaN or infinity, or a value
@@ -37,8 +41,10 @@ from typing import Optional
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from vnca_tf import browser_graphs
 from vnca_tf.configs import Preset, preset_from_dict
 from vnca_tf.likelihoods import make_likelihood
+from vnca_tf.model import build_model
 
 CONFIG_ASSET = os.path.join("assets.extra", "vnca_config.json")
 TRAINING_ASSET = os.path.join("assets.extra", "vnca_training.json")
@@ -88,11 +94,13 @@ class ServingModule(tf.Module):
         self.damage = {kind: tf.function(function, input_signature=inputs)
                        for kind, (function, inputs) in damage.items()
                        if kind == model.damage_kind}
+        self.browser = browser_graphs.signatures(model)
 
     def signatures(self):
         return {"serving_default": self.sample, "reconstruct": self.reconstruct,
                 "encode": self.encode, "decode": self.decode,
-                "log_likelihood": self.log_likelihood, "grow": self.grow, **self.damage}
+                "log_likelihood": self.log_likelihood, "grow": self.grow, **self.damage,
+                **self.browser}
 
     def _checked_images(self, images):
         height, width, channels = self._shape
@@ -172,27 +180,45 @@ def export(model, preset: Preset, export_dir: str, version: int = 1,
     return path
 
 
+def read_assets(path: str):
+    """(preset, training record) of the SavedModel version folder ``path``."""
+    config_path = os.path.join(path, CONFIG_ASSET)
+    if not os.path.isfile(os.path.join(path, "saved_model.pb")):
+        raise FileNotFoundError(
+            f"{path} is not a SavedModel folder (no saved_model.pb); pass the "
+            "version folder, e.g. exports/mnist/1.")
+    if not os.path.isfile(config_path):
+        raise FileNotFoundError(f"{path} has no {CONFIG_ASSET}: it was not exported "
+                                "by vnca_tf.export.")
+    with open(config_path) as f:
+        preset = preset_from_dict(json.load(f))
+    training_path = os.path.join(path, TRAINING_ASSET)
+    training = {}
+    if os.path.isfile(training_path):
+        with open(training_path) as f:
+            training = json.load(f)
+    return preset, training
+
+
+def restore_model(path: str):
+    """(model, preset, training record): the Keras model of the SavedModel
+    version folder ``path``, rebuilt from its preset and variables (so that an
+    older export gains the signatures of this version)."""
+    preset, training = read_assets(path)
+    model = build_model(preset.model)
+    tf.train.Checkpoint(model=model).read(
+        os.path.join(path, "variables", "variables")).expect_partial(
+        ).assert_existing_objects_matched()
+    return model, preset, training
+
+
 class LoadedModel:
     """An exported SavedModel seen through the methods that evaluation and the
     figures use (sample, reconstruct, encode_mean, decode_mean, growth,
     damage_recovery, damage_during_growth, iwae); ``training`` is its record."""
 
     def __init__(self, path: str):
-        config_path = os.path.join(path, CONFIG_ASSET)
-        if not os.path.isfile(os.path.join(path, "saved_model.pb")):
-            raise FileNotFoundError(
-                f"{path} is not a SavedModel folder (no saved_model.pb); pass the "
-                "version folder, e.g. exports/mnist/1.")
-        if not os.path.isfile(config_path):
-            raise FileNotFoundError(f"{path} has no {CONFIG_ASSET}: it was not exported "
-                                    "by vnca_tf.export.")
-        with open(config_path) as f:
-            self.preset = preset_from_dict(json.load(f))
-        training_path = os.path.join(path, TRAINING_ASSET)
-        self.training = {}
-        if os.path.isfile(training_path):
-            with open(training_path) as f:
-                self.training = json.load(f)
+        self.preset, self.training = read_assets(path)
         self.config = self.preset.model
         self.likelihood = make_likelihood(self.config)
         self.prior = tfp.distributions.Independent(

@@ -106,9 +106,9 @@ class VAE(keras.Model):
 
     def encode(self, images) -> tfd.Distribution:
         """q(z|x): a diagonal Gaussian with batch shape (B,), event (latent_size,)."""
-        return self._posterior(self.check_images(images))
+        return self.posterior_of_checked(self.check_images(images))
 
-    def _posterior(self, images):
+    def posterior_of_checked(self, images):
         """q(z|x) for images already checked and cast to float32; its mean and
         log sigma clamped where the config says so."""
         loc, log_scale = (tf.cast(t, tf.float32)
@@ -180,7 +180,7 @@ class VAE(keras.Model):
         (analytic), and the decoder's ``final_cells``.
         """
         images = self.check_images(images)
-        posterior = self._posterior(images)
+        posterior = self.posterior_of_checked(images)
         z = posterior.mean() + posterior.stddev() * noise
         final_cells = self.decode_cells(z, seed, num_steps, rows, start_cells, use_start)
         reconstruction = -self.likelihood.distribution(final_cells).log_prob(images)
@@ -218,7 +218,7 @@ class VAE(keras.Model):
             num_samples = tf.convert_to_tensor(num_samples, tf.int32)
             tf.debugging.assert_positive(num_samples, message="k (num_samples) must be >= 1.")
         images = self.check_images(images)
-        posterior = self._posterior(images)
+        posterior = self.posterior_of_checked(images)
         z_seed, decode_seed = split_seed(seed, 2)
         z = posterior.sample(num_samples, seed=z_seed)  # (k, B, Z)
         num_chunks = (num_samples + chunk_size - 1) // chunk_size

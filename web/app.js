@@ -1,6 +1,8 @@
 // The browser demo: grow a VNCA step by step, damage it with the mouse, watch it regrow.
-// Runs the graphs that `python export.py --tfjs=web/models/NAME` writes
-// (vnca_tf/browser_graphs.py): encode, initial_cells, step, [double], picture.
+// Runs the graphs that `python export.py --tfjs=web/my_models/NAME` writes
+// (vnca_tf/browser_graphs.py, vnca_tf/tfjs.py): encode, initial_cells, step,
+// [double], picture. `python serve_demo.py` serves it, with models.json: the
+// models under web/models (shipped) and web/my_models (yours).
 "use strict";
 
 const board = document.getElementById("board");
@@ -12,25 +14,41 @@ const state = {
 
 function setStatus(text) { document.getElementById("status").textContent = text; }
 
-async function loadModel(name) {
-  const manifest = await (await fetch(`models/${name}/vnca.json`)).json();
+// Errors the page met (the browser tests read them too).
+window.addEventListener("error", (event) => state.errors.push(String(event.message)));
+window.addEventListener("unhandledrejection",
+                        (event) => state.errors.push(String(event.reason)));
+
+async function fetchJson(url) {
+  const response = await fetch(url);
+  if (!response.ok) throw new Error(`${url}: HTTP ${response.status}`);
+  return response.json();
+}
+
+// `path`: "models/NAME" or "my_models/NAME".
+async function loadModel(path) {
+  const manifest = await fetchJson(`${path}/vnca.json`);
   const graphs = {};
   for (const graph of manifest.graphs) {
-    graphs[graph] = await tf.loadGraphModel(`models/${name}/${graph}/model.json`);
+    graphs[graph] = await tf.loadGraphModel(`${path}/${graph}/model.json`);
   }
+  if (state.graphs) Object.values(state.graphs).forEach((graph) => graph.dispose());
   state.graphs = graphs;
   state.config = manifest.preset.model;
-  const record = manifest.record || {};
+  state.modelPath = path;
+  const results = manifest.results || {};
   const info = [`${manifest.preset.name}: ${manifest.preset.description}`];
-  if (record.log_likelihood_nats !== undefined) {
-    info.push(`test log-likelihood ${record.log_likelihood_nats.toFixed(2)} nats ` +
-              `(IWAE-${record.num_samples}, ${record.num_examples} images)`);
+  if (results.log_likelihood_nats !== undefined) {
+    info.push(`test log-likelihood ${results.log_likelihood_nats.toFixed(2)} nats ` +
+              `(IWAE-${results.num_samples}, ${results.num_examples} test images)`);
   }
-  if (record.healing) {
-    info.push(`regrowth error ${record.healing.recovered_error.toFixed(3)} vs ` +
-              `${record.healing.damaged_error.toFixed(3)} damaged`);
+  if (results.healing) {
+    info.push(`after damage, the regrown image's error is ` +
+              `${results.healing.recovered_error.toFixed(3)} against ` +
+              `${results.healing.damaged_error.toFixed(3)} for the damaged one`);
   }
   document.getElementById("model-info").textContent = info.join("; ");
+  if (state.drawing) state.drawing.dispose();
   state.drawing = tf.zeros([1, ...state.config.image_shape]);
 }
 
@@ -72,9 +90,10 @@ function step(mask) {
   state.stepCount += 1;
 }
 
+// The first picture of the batch, at the image's size.
 function picture() {
   return tf.tidy(() => {
-    const image = run("picture", {cells: state.cells});
+    const image = run("picture", {cells: state.cells.slice(0, 1)});
     const [height, width] = image.shape.slice(1, 3);
     const size = state.config.image_shape[0];
     // A doubling VNCA's picture is smaller while it grows: show it at full size.
@@ -164,9 +183,13 @@ async function loop() {
 
 async function main() {
   try {
-    const models = await (await fetch("models/index.json")).json();
+    const models = await fetchJson("models.json");
+    if (!models.length) throw new Error("no models in web/models or web/my_models");
     const select = document.getElementById("model");
-    for (const name of models) select.add(new Option(name, name));
+    for (const path of models) {
+      const [folder, name] = path.split("/");
+      select.add(new Option(folder === "models" ? name : `${name} (yours)`, path));
+    }
     await loadModel(models[0]);
     select.onchange = async () => { await loadModel(select.value); startFrom(sampleLatents()); };
     document.getElementById("sample").onclick = () => startFrom(sampleLatents());
@@ -196,8 +219,10 @@ window.vnca = {
       step(allCells ? tf.ones([...state.cells.shape.slice(0, 3), 1]) : undefined);
     }
   },
+  load: (path) => loadModel(path),
   image: () => tf.tidy(() => run("picture", {cells: state.cells})).array(),
   cells: () => state.cells.array(),
+  drawing: () => state.drawing.array(),
   damage,
   paint,
   regrowDrawing,

@@ -1,0 +1,60 @@
+"""Serves the browser demo (web/) with the list of its converted models.
+
+``python serve_demo.py`` serves web/ as static files, plus ``models.json``:
+the models under web/models (shipped) and web/my_models (yours, written by
+``export.py --tfjs=web/my_models/NAME``), found on each request, so that no
+index file has to be kept up to date. No TensorFlow here: it starts at once.
+"""
+
+import functools
+import http.server
+import json
+import os
+
+MANIFEST = "vnca.json"  # What vnca_tf.tfjs writes beside a model's graphs.
+MODEL_FOLDERS = ("models", "my_models")
+WEB_ROOT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "web")
+
+
+def list_models(root: str = WEB_ROOT) -> list:
+    """The converted models under root/models and root/my_models (subfolders
+    holding a vnca.json), as "FOLDER/NAME" paths: those that regrow
+    (non-doubling) first, the best healer (results.healing) first among them,
+    then shipped before yours, then by name. The page opens the first."""
+    entries = []
+    for rank, folder in enumerate(MODEL_FOLDERS):
+        path = os.path.join(root, folder)
+        for name in sorted(os.listdir(path)) if os.path.isdir(path) else ():
+            manifest = os.path.join(path, name, MANIFEST)
+            if os.path.isfile(manifest):
+                with open(manifest) as f:
+                    manifest = json.load(f)
+                doubling = manifest["preset"]["model"]["decoder"] == "doubling"
+                healing = manifest.get("results", {}).get("healing", {})
+                ratio = healing.get("recovered_over_damaged", float("inf"))
+                entries.append((doubling, ratio, rank, name, f"{folder}/{name}"))
+    return [model for *_, model in sorted(entries)]
+
+
+class DemoHandler(http.server.SimpleHTTPRequestHandler):
+    """Static files of web/, and /models.json from list_models."""
+
+    def do_GET(self):
+        if self.path.split("?")[0] != "/models.json":
+            return super().do_GET()
+        body = json.dumps(list_models(self.directory)).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_request(self, code="-", size="-"):  # Failed requests only.
+        if not str(getattr(code, "value", code)).startswith(("2", "3")):
+            super().log_request(code, size)
+
+
+def make_server(port: int = 8000, root: str = WEB_ROOT, host: str = "localhost"):
+    """An HTTP server of the demo on host:port (port 0: any free one)."""
+    handler = functools.partial(DemoHandler, directory=root)
+    return http.server.ThreadingHTTPServer((host, port), handler)
