@@ -51,6 +51,9 @@ def main(argv):
     if bool(FLAGS.model_dir) == bool(FLAGS.saved_model):
         return cli.error("Give one source: --model_dir (a training folder) or "
                          "--saved_model (an exported version folder).")
+    if FLAGS.saved_model and FLAGS["checkpoint"].present:
+        return cli.error("--checkpoint picks a checkpoint of --model_dir; a SavedModel "
+                         "holds one set of weights.")
     if not (FLAGS.export_dir or FLAGS.tfjs):
         return cli.error("Give --export_dir (a SavedModel) or --tfjs (the browser's "
                          "graphs), or both.")

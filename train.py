@@ -94,7 +94,9 @@ def summary(preset: configs.Preset, run: dict) -> str:
         f"Training {preset.name} on {preset.dataset}: {kind}, z = {model.latent_size}, "
         f"{model.image_shape[0]}x{model.image_shape[1]}x{model.image_shape[2]} images",
         f"  {train.num_steps:,} steps of batch {train.batch_size}, learning rate "
-        f"{train.learning_rate:g}, beta {train.beta:g}, clip {train.clip_norm:g}"
+        f"{train.learning_rate:g}"
+        + "".join(f" (/10 after step {step:,})" for step in train.learning_rate_drops)
+        + f", beta {train.beta:g}, clip {train.clip_norm:g}"
         + (f", pool {train.pool_size}, damage {train.damage_size}" if train.pool_size else ""),
         f"  {run['strategy']} strategy, {run['replicas']} replica(s), {run['precision']}; "
         f"checkpoints every {train.checkpoint_every:,} steps or "

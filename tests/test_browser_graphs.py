@@ -120,6 +120,7 @@ def test_an_older_export_gains_the_browser_signatures(tmp_path, monkeypatch):
     (["--model_dir=runs/x", "--saved_model=saved_models/x/1", "--tfjs=y"], "one source"),
     (["--saved_model=saved_models/x/1"], "--export_dir"),
     (["--saved_model=nowhere/1", "--tfjs=y"], "not a SavedModel folder"),
+    (["--saved_model=nowhere/1", "--tfjs=y", "--checkpoint=best"], "holds one set"),
 ])
 def test_export_cli_says_what_is_wrong(flags, message, tmp_path):
     result = subprocess.run([sys.executable, os.path.join(REPO, "export.py"), *flags],

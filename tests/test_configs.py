@@ -1,4 +1,5 @@
 import dataclasses
+import json
 
 import pytest
 
@@ -108,7 +109,9 @@ def test_non_doubling_step_range_is_checked():
     ("batch_size", 0), ("num_steps", -3), ("learning_rate", -1.0),
     ("learning_rate", float("nan")), ("learning_rate", float("inf")),
     ("clip_norm", float("nan")), ("beta", float("nan")), ("beta", -1.0),
-    ("checkpoint_minutes", 0.0), ("checkpoint_minutes", float("nan"))])
+    ("checkpoint_minutes", 0.0), ("checkpoint_minutes", float("nan")),
+    ("learning_rate_drops", (0,)), ("learning_rate_drops", (100_000,)),
+    ("learning_rate_drops", (50, 20)), ("learning_rate_drops", (20, 20))])
 def test_bad_training_settings_are_rejected(field, value):
     with pytest.raises(ValueError, match=f"{field} must be"):
         configs.TrainConfig(**{field: value})
@@ -119,3 +122,24 @@ def test_configs_saved_under_earlier_field_names_still_load():
     saved["train"]["eval_every"] = saved["train"].pop("validation_every")
     saved["train"]["eval_batches"] = saved["train"].pop("validation_batches")
     assert configs.preset_from_dict(saved) == configs.get_preset("mnist_cpu")
+
+
+def test_learning_rate_falls_tenfold_after_each_drop_and_survives_config_json():
+    """The learning rate of update n (1-based) is 1e-3 up to the drop step 2,
+    then 1e-4 (Keras' schedule counts updates from 0)."""
+    keras = pytest.importorskip("keras")
+    from vnca_tf.optimizers import TorchAdam, learning_rate
+
+    assert learning_rate(3e-4) == 3e-4
+    weight = keras.Variable([1.0])
+    optimizer = TorchAdam(learning_rate(1e-3, (2,)))
+    seen = []
+    for _ in range(4):
+        seen.append(float(optimizer.learning_rate))
+        optimizer.apply_gradients([(keras.ops.ones([1]), weight)])
+    assert seen == pytest.approx([1e-3, 1e-3, 1e-4, 1e-4])
+    preset = dataclasses.replace(configs.get_preset("test_mnist"), train=configs.TrainConfig(
+        num_steps=30, learning_rate_drops=(10, 20)))
+    saved = json.loads(json.dumps(dataclasses.asdict(preset)))
+    assert configs.preset_from_dict(saved) == preset
+

@@ -51,3 +51,14 @@ class TorchAdam(keras.optimizers.Adam):
         config = super().get_config()
         del config["amsgrad"]
         return config
+
+
+def learning_rate(base: float, drops=()):
+    """The learning rate: ``base``, falling tenfold after each step in ``drops``
+    (Keras' PiecewiseConstantDecay over the optimizer's update count)."""
+    if not drops:
+        return base
+    # Update n (1-based) sees iterations = n - 1: the drop after step d starts at d.
+    return keras.optimizers.schedules.PiecewiseConstantDecay(
+        [step - 1 for step in drops], [base * 0.1 ** i for i in range(len(drops) + 1)])
+

@@ -24,7 +24,7 @@ from vnca_tf.console import Console
 from vnca_tf.distribution import MIRRORED, any_worker, is_chief
 from vnca_tf.loss_scale import DynamicLossScale
 from vnca_tf.model import build_model
-from vnca_tf.optimizers import TorchAdam
+from vnca_tf.optimizers import TorchAdam, learning_rate
 from vnca_tf.pool import Pool
 
 
@@ -81,7 +81,8 @@ class Trainer:
         keras.utils.set_random_seed(self.config.seed)  # Seeded initial weights.
         with self.strategy.scope():
             self.model = build_model(model_config, precision, recompute)
-            self.optimizer = TorchAdam(self.config.learning_rate)
+            self.optimizer = TorchAdam(learning_rate(self.config.learning_rate,
+                                                     self.config.learning_rate_drops))
             self.optimizer.build(self.model.trainable_variables)
             self.step = tf.Variable(0, dtype=tf.int64, name="step", **MIRRORED)
             self.nonfinite_total = tf.Variable(0, dtype=tf.int64, **MIRRORED)

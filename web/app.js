@@ -37,7 +37,7 @@ async function loadModel(path) {
   state.config = manifest.preset.model;
   state.modelPath = path;
   const results = manifest.results || {};
-  const info = [`${manifest.preset.name}: ${manifest.preset.description}`];
+  const info = [`${manifest.preset.name}: ${manifest.preset.description.replace(/\.$/, "")}`];
   if (results.log_likelihood_nats !== undefined) {
     info.push(`test log-likelihood ${results.log_likelihood_nats.toFixed(2)} nats ` +
               `(IWAE-${results.num_samples}, ${results.num_examples} test images)`);
@@ -47,7 +47,7 @@ async function loadModel(path) {
               `${results.healing.recovered_error.toFixed(3)} against ` +
               `${results.healing.damaged_error.toFixed(3)} for the damaged one`);
   }
-  document.getElementById("model-info").textContent = info.join("; ");
+  document.getElementById("model-info").textContent = `${info.join("; ")}.`;
   if (state.drawing) state.drawing.dispose();
   state.drawing = tf.zeros([1, ...state.config.image_shape]);
 }
