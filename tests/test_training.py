@@ -438,3 +438,20 @@ def test_strategy_choice(monkeypatch):
     assert choose_strategy("auto") is tf.distribute.get_strategy()
     with pytest.raises(ValueError, match="Unknown strategy 'tpu'"):
         choose_strategy("tpu")
+
+
+def test_the_learning_rate_drops_at_its_step_across_a_resume(tmp_path, data_dir):
+    preset = _preset("test_mnist", checkpoint_every=2, learning_rate_drops=(3,))
+    rate = preset.train.learning_rate
+    whole = Trainer(preset, str(tmp_path / "whole"), data_dir=data_dir)
+    whole.train(5, progress=False)
+    first = Trainer(preset, str(tmp_path / "halves"), data_dir=data_dir)
+    first.train(2, progress=False)
+    assert float(first.optimizer.learning_rate) == pytest.approx(rate)
+    # Resumed at step 2 (its checkpoint holds the rate it ran at): steps 3-5 at
+    # a tenth, as in the run that did not stop.
+    second = Trainer(preset, str(tmp_path / "halves"), data_dir=data_dir)
+    second.train(5, progress=False)
+    assert float(second.optimizer.learning_rate) == pytest.approx(rate / 10)
+    for a, b in zip(_weights(second), _weights(whole)):
+        np.testing.assert_array_equal(a, b)

@@ -53,12 +53,9 @@ class TorchAdam(keras.optimizers.Adam):
         return config
 
 
-def learning_rate(base: float, drops=()):
-    """The learning rate: ``base``, falling tenfold after each step in ``drops``
-    (Keras' PiecewiseConstantDecay over the optimizer's update count)."""
-    if not drops:
-        return base
-    # Update n (1-based) sees iterations = n - 1: the drop after step d starts at d.
-    return keras.optimizers.schedules.PiecewiseConstantDecay(
-        [step - 1 for step in drops], [base * 0.1 ** i for i in range(len(drops) + 1)])
-
+def learning_rate_at(step: int, base: float, drops=()) -> float:
+    """The learning rate of training step ``step`` (1-based): ``base``, a tenth
+    of it after each step in ``drops``. The Trainer assigns it to the
+    optimizer's learning-rate variable, which every checkpoint already holds
+    (a Keras schedule would drop that variable and break them)."""
+    return base * 0.1 ** sum(drop < step for drop in drops)

@@ -24,7 +24,7 @@ from vnca_tf.console import Console
 from vnca_tf.distribution import MIRRORED, any_worker, is_chief
 from vnca_tf.loss_scale import DynamicLossScale
 from vnca_tf.model import build_model
-from vnca_tf.optimizers import TorchAdam, learning_rate
+from vnca_tf.optimizers import TorchAdam, learning_rate_at
 from vnca_tf.pool import Pool
 
 
@@ -81,8 +81,7 @@ class Trainer:
         keras.utils.set_random_seed(self.config.seed)  # Seeded initial weights.
         with self.strategy.scope():
             self.model = build_model(model_config, precision, recompute)
-            self.optimizer = TorchAdam(learning_rate(self.config.learning_rate,
-                                                     self.config.learning_rate_drops))
+            self.optimizer = TorchAdam(self.config.learning_rate)
             self.optimizer.build(self.model.trainable_variables)
             self.step = tf.Variable(0, dtype=tf.int64, name="step", **MIRRORED)
             self.nonfinite_total = tf.Variable(0, dtype=tf.int64, **MIRRORED)
@@ -295,8 +294,12 @@ class Trainer:
         if self.resumed_from:
             console.event(f"Resumed from {self.resumed_from} at step {start}")
         writer = summaries.Writer(self.model_dir, self.chief)
-        metrics, window_seconds, window_steps = {}, 0.0, 0
+        metrics, window_seconds, window_steps, rate = {}, 0.0, 0, None
         for step in range(start + 1, num_steps + 1):
+            wanted = learning_rate_at(step, self.config.learning_rate,
+                                      self.config.learning_rate_drops)
+            if wanted != rate:  # The first step (a resume too) and each drop.
+                rate = self.optimizer.learning_rate = wanted
             began = time.perf_counter()
             metrics = {k: float(v) for k, v in self._train_step(next(batches)).items()}
             seconds = time.perf_counter() - began
