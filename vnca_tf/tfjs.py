@@ -45,7 +45,7 @@ def convert(saved_model: str, folder: str, converter: str = CONVERTER,
         if done.returncode:
             raise RuntimeError(f"tensorflowjs_converter failed on the {name} graph of "
                                f"{saved_model}:\n{done.stderr[-2000:]}")
-    shown = {key: (results or {})[key] for key in RESULT_KEYS if key in (results or {})}
+    shown = {key: value for key, value in (results or {}).items() if key in RESULT_KEYS}
     path = os.path.join(folder, MANIFEST)
     with open(path, "w") as f:
         json.dump({"preset": dataclasses.asdict(preset), "graphs": names,
