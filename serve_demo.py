@@ -12,7 +12,7 @@ import sys
 from absl import app, flags
 
 from vnca_tf import cli
-from vnca_tf.demo_server import WEB_ROOT, list_models, make_server
+from vnca_tf.demo_server import TFJS_SCRIPT, list_models, make_server
 
 flags.DEFINE_integer("port", 8000, "The port to serve on.")
 flags.DEFINE_string("host", "localhost", "The address to serve on (0.0.0.0: every one).")
@@ -21,8 +21,7 @@ FLAGS = flags.FLAGS
 
 def main(argv):
     del argv
-    if not os.path.isfile(os.path.join(WEB_ROOT, "node_modules", "@tensorflow", "tfjs",
-                                       "dist", "tf.min.js")):
+    if not os.path.isfile(TFJS_SCRIPT):
         return cli.error("TensorFlow.js is not installed in web/node_modules; run "
                          "`npm ci --prefix web` first.")
     if not list_models():

@@ -28,8 +28,6 @@ from selenium.webdriver.common.action_chains import ActionChains  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.common.keys import Keys  # noqa: E402
 
-TFJS = os.path.join(demo_server.WEB_ROOT, "node_modules", "@tensorflow", "tfjs", "dist",
-                    "tf.min.js")
 MODELS = demo_server.list_models()
 DEFAULT_MODEL = "models/mnist_heal_cpu"
 CHROME_FLAGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
@@ -40,7 +38,7 @@ CHROME_FLAGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-qu
 def _browser_paths():
     paths = [shutil.which(name) for name in ("chromium", "chromedriver")]
     missing = [name for name, path in zip(("chromium", "chromedriver"), paths) if not path]
-    if not os.path.isfile(TFJS):
+    if not os.path.isfile(demo_server.TFJS_SCRIPT):
         missing.append("web/node_modules (npm ci --prefix web)")
     if missing:
         message = (f"The browser tests need {', '.join(missing)}; on Debian: apt-get "

@@ -14,6 +14,9 @@ import os
 MANIFEST = "vnca.json"  # What vnca_tf.tfjs writes beside a model's graphs.
 MODEL_FOLDERS = ("models", "my_models")
 WEB_ROOT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "web")
+# The page's TensorFlow.js, which `npm ci --prefix web` installs.
+TFJS_SCRIPT = os.path.join(WEB_ROOT, "node_modules", "@tensorflow", "tfjs", "dist",
+                           "tf.min.js")
 
 
 def list_models(root: str = WEB_ROOT) -> list:
@@ -25,9 +28,9 @@ def list_models(root: str = WEB_ROOT) -> list:
     for rank, folder in enumerate(MODEL_FOLDERS):
         path = os.path.join(root, folder)
         for name in sorted(os.listdir(path)) if os.path.isdir(path) else ():
-            manifest = os.path.join(path, name, MANIFEST)
-            if os.path.isfile(manifest):
-                with open(manifest) as f:
+            manifest_path = os.path.join(path, name, MANIFEST)
+            if os.path.isfile(manifest_path):
+                with open(manifest_path) as f:
                     manifest = json.load(f)
                 doubling = manifest["preset"]["model"]["decoder"] == "doubling"
                 healing = manifest.get("results", {}).get("healing", {})

@@ -45,6 +45,7 @@ from vnca_tf import browser_graphs
 from vnca_tf.configs import Preset, preset_from_dict
 from vnca_tf.likelihoods import make_likelihood
 from vnca_tf.model import build_model
+from vnca_tf.run_folder import read_weights
 
 CONFIG_ASSET = os.path.join("assets.extra", "vnca_config.json")
 TRAINING_ASSET = os.path.join("assets.extra", "vnca_training.json")
@@ -206,9 +207,7 @@ def restore_model(path: str):
     older export gains the signatures of this version)."""
     preset, training = read_assets(path)
     model = build_model(preset.model)
-    tf.train.Checkpoint(model=model).read(
-        os.path.join(path, "variables", "variables")).expect_partial(
-        ).assert_existing_objects_matched()
+    read_weights(model, os.path.join(path, "variables", "variables"))
     return model, preset, training
 
 

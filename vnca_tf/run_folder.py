@@ -133,8 +133,13 @@ def restore(model_dir: str, which: str = "latest"):
     """(model, preset, training record) from a run's latest or best checkpoint."""
     preset = read_preset(model_dir)
     model = build_model(preset.model)
-    checkpoint = tf.train.Checkpoint(model=model)
-    path = read_newest_intact(
-        lambda path: checkpoint.read(path).expect_partial().assert_existing_objects_matched(),
-        checkpoint_paths(model_dir, which))
+    path = read_newest_intact(lambda path: read_weights(model, path),
+                              checkpoint_paths(model_dir, which))
     return model, preset, training_record(model_dir, path)
+
+
+def read_weights(model, path: str) -> None:
+    """Reads the weights of ``model`` from the checkpoint ``path`` (a training
+    checkpoint, or a SavedModel's variables/variables)."""
+    tf.train.Checkpoint(model=model).read(path).expect_partial(
+    ).assert_existing_objects_matched()
