@@ -153,9 +153,10 @@ def main(argv):
         print(f"\nStopped: {error}", file=sys.stderr)
         return 3
     except KeyboardInterrupt:
-        print(f"\nInterrupted at step {int(trainer.step.numpy())}; the last checkpoint is "
-              f"{trainer.manager.latest_checkpoint}. Run the same command to resume.",
-              file=sys.stderr)
+        last = trainer.manager.latest_checkpoint
+        where = (f"the last checkpoint is {last}. Run the same command to resume." if last
+                 else "no checkpoint was written yet; the same command starts afresh.")
+        print(f"\nInterrupted at step {int(trainer.step.numpy())}; {where}", file=sys.stderr)
         return 130
     print(f"Done: step {int(trainer.step.numpy())}, loss {metrics.get('loss', float('nan')):.4f}; "
           f"checkpoints in {trainer.manager.directory}.")

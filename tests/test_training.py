@@ -371,7 +371,9 @@ def test_ctrl_c_ends_with_one_line_naming_the_last_checkpoint(tmp_path, data_dir
         # As at a terminal, even where this runs as a background job (which ignores SIGINT).
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 300
-    while time.time() < deadline and not (tmp_path / "checkpoints" / "ckpt-3.index").exists():
+    # The manager's state file, written once a save is complete (the index
+    # file appears while ckpt-3 is still being written).
+    while time.time() < deadline and not (tmp_path / "checkpoints" / "checkpoint").exists():
         time.sleep(0.2)
     process.send_signal(signal.SIGINT)
     try:
