@@ -57,6 +57,10 @@ _TRAIN_FLAGS = {
     "checkpoint_minutes": (flags.DEFINE_float, "Minutes of training after which a "
                            "checkpoint is also written."),
     "max_nonfinite": (flags.DEFINE_integer, "Non-finite updates in a row that stop the run."),
+    "pool_damaged": (flags.DEFINE_float, "Fraction of the pooled half of each batch that "
+                     "is damaged (pool training)."),
+    "init_from": (flags.DEFINE_string, "Start from these weights (a SavedModel version "
+                  "folder or a training folder) instead of a random init: a fine-tune."),
 }
 for _name, (_define, _help) in _TRAIN_FLAGS.items():
     _define(_name, None, _help + " Default: the preset's.")
@@ -97,7 +101,8 @@ def summary(preset: configs.Preset, run: dict) -> str:
         f"{train.learning_rate:g}"
         + "".join(f" (/10 after step {step:,})" for step in train.learning_rate_drops)
         + f", beta {train.beta:g}, clip {train.clip_norm:g}"
-        + (f", pool {train.pool_size}, damage {train.damage_size}" if train.pool_size else ""),
+        + (f", pool {train.pool_size}, damage {train.damage_size}" if train.pool_size else "")
+        + (f", from {train.init_from}" if train.init_from else ""),
         f"  {run['strategy']} strategy, {run['replicas']} replica(s), {run['precision']}; "
         f"checkpoints every {train.checkpoint_every:,} steps or "
         f"{train.checkpoint_minutes:g} minutes",

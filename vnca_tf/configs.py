@@ -158,6 +158,11 @@ class TrainConfig:
     num_steps: int = 100_000
     pool_size: int = 0  # 0: no pool; the damage presets use 1024.
     damage_size: int = 0  # Side of the zeroed square in pool damage.
+    # Fraction of the pool's half of each batch that is damaged (the authors': half).
+    pool_damaged: float = 0.5
+    # Weights to start from instead of a random init (a fine-tune): a SavedModel
+    # version folder or a training folder; a resumed run reads its checkpoint.
+    init_from: str = ""
     seed: int = 0
     log_every: int = 100
     validation_every: int = 1_000
@@ -185,6 +190,8 @@ class TrainConfig:
                 set(drops)):
             raise ValueError(f"learning_rate_drops must be increasing steps between 0 and "
                              f"num_steps={self.num_steps}, got {drops}.")
+        if not 0 <= self.pool_damaged <= 1:
+            raise ValueError(f"pool_damaged is a fraction in [0, 1], got {self.pool_damaged}.")
         if not 0 <= self.beta < math.inf:
             raise ValueError(f"beta must be a finite number >= 0, got {self.beta}.")
         if self.pool_size and (self.pool_size < self.batch_size or self.batch_size < 4
@@ -239,6 +246,9 @@ _CELEB_A_BASELINE = ModelConfig(architecture="baseline", image_shape=(64, 64, 3)
                                 baseline_dense_elu=True)
 _TINY = dict(latent_size=16, hidden_size=16, encoder_channels=4)
 _AUTHORS_CLIP = 1.0  # The clip norm of the authors' non-doubling and beta = 100 code.
+# The browser demo's non-doubling VNCA, small enough to train on a 2-core CPU.
+_MNIST_HEAL_CPU = dataclasses.replace(_MNIST_DAMAGE, latent_size=64, hidden_size=64,
+                                      min_steps=16, max_steps=32, encoder_channels=16)
 
 
 def _presets(*presets: Preset) -> Dict[str, Preset]:
@@ -298,9 +308,7 @@ PRESETS: Dict[str, Preset] = _presets(
                        image_every=1_000, checkpoint_every=250),
            "The shipped non-doubling damage-recovery VNCA "
            "(saved_models/mnist_damage_cpu), trained on a 2-core CPU (49 min)."),
-    Preset("mnist_heal_cpu", "binarized_mnist",
-           dataclasses.replace(_MNIST_DAMAGE, latent_size=64, hidden_size=64,
-                               min_steps=16, max_steps=32, encoder_channels=16),
+    Preset("mnist_heal_cpu", "binarized_mnist", _MNIST_HEAL_CPU,
            TrainConfig(batch_size=16, learning_rate=3e-4, num_steps=16_000,
                        learning_rate_drops=(12_000,), clip_norm=_AUTHORS_CLIP,
                        pool_size=256, damage_size=14, validation_every=500,
@@ -309,6 +317,14 @@ PRESETS: Dict[str, Preset] = _presets(
            "cell updates with probability 0.5 per step, clip 1.0), longer, and with "
            "the learning rate cut tenfold for the last 4,000 steps: the browser demo's "
            "regrowing model, for a 2-core CPU."),
+    Preset("mnist_regrow_cpu", "binarized_mnist", _MNIST_HEAL_CPU,
+           TrainConfig(batch_size=16, learning_rate=1e-4, num_steps=8_000,
+                       learning_rate_drops=(5_000,), clip_norm=_AUTHORS_CLIP,
+                       pool_size=256, damage_size=14, pool_damaged=1.0,
+                       init_from="saved_models/mnist_heal_cpu/1", validation_every=500,
+                       image_every=1_000, checkpoint_every=250),
+           "mnist_heal_cpu fine-tuned to regrow: from the shipped model's weights, "
+           "with every pooled image damaged (the authors' code damages half of them)."),
     Preset("test_mnist", "binarized_mnist",
            dataclasses.replace(_MNIST, num_residual_blocks=1, steps_per_stage=2,
                                **_TINY),

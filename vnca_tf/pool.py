@@ -2,7 +2,8 @@
 
 As the authors' code does it: when the pool holds more than half a batch, the
 first half-batch of its entries is taken out and continued from (their cell
-states replace the second half of the batch's seeds); after the step every new
+states replace the second half of the batch's seeds; the first half of those,
+or the fraction ``damaged``, get a zeroed square); after the step every new
 (image, final cell state) pair goes in, the pool is shuffled and cut to its
 capacity. Entries live in tf.Variables of fixed shape (capacity, ...) with a
 ``size`` counter, so the pool is in the checkpoint, has static shapes (XLA), and
@@ -23,7 +24,8 @@ class Pool(tf.Module):
     ``replica_batch`` images on each of ``num_replicas`` replicas."""
 
     def __init__(self, capacity: int, image_shape, cell_shape, damage_size: int,
-                 replica_batch: int, num_replicas: int = 1, name="pool"):
+                 replica_batch: int, num_replicas: int = 1, damaged: float = 0.5,
+                 name="pool"):
         super().__init__(name=name)
         if replica_batch < 4:
             raise ValueError("Pool training needs at least 4 images per replica, got "
@@ -33,6 +35,7 @@ class Pool(tf.Module):
         self.replica_batch = replica_batch
         # The authors' split: half of each batch from the pool, a quarter damaged.
         self.served_per_replica = replica_batch // 2
+        self.damaged_per_replica = round(self.served_per_replica * damaged)
         self.served = self.served_per_replica * num_replicas
         self.images = tf.Variable(tf.zeros([capacity, *image_shape], tf.uint8),
                                   name="images", **MIRRORED)
@@ -44,14 +47,15 @@ class Pool(tf.Module):
         """A replica's images and start cells for a step: once the pool can
         serve every replica, the second half of the batch continues from the
         replica's share of the pool's first entries (their images and cells),
-        the first quarter of those damaged (a zeroed square from ``seed``).
+        the first ``damaged`` of those damaged (a zeroed square from ``seed``).
         Returns (images, start_cells, use_start); see VAE.loss_terms."""
-        half, quarter = self.served_per_replica, self.replica_batch // 4
+        half, damaged = self.served_per_replica, self.damaged_per_replica
         use_pool = self.can_serve(self.served)
         pool_images, pool_cells = self.head(replica * half, half)
-        damaged = damage_square(pool_cells[:quarter], self.damage_size,
-                                tf.random.experimental.stateless_fold_in(seed, replica))
-        start_cells = tf.concat([tf.zeros_like(pool_cells), damaged, pool_cells[quarter:]], 0)
+        damaged_cells = damage_square(pool_cells[:damaged], self.damage_size,
+                                      tf.random.experimental.stateless_fold_in(seed, replica))
+        start_cells = tf.concat([tf.zeros_like(pool_cells), damaged_cells,
+                                 pool_cells[damaged:]], 0)
         use_start = use_pool & (tf.range(self.replica_batch) >= half)
         images = tf.where(use_pool, tf.concat([images[:half], pool_images], 0), images)
         return images, start_cells, use_start

@@ -138,6 +138,32 @@ def restore(model_dir: str, which: str = "latest"):
     return model, preset, training_record(model_dir, path)
 
 
+def read_initial_weights(model, source: str) -> str:
+    """Reads the weights of ``model`` from ``source`` (a SavedModel version
+    folder, or a training folder's latest checkpoint) to fine-tune from;
+    returns the path read. Raises RunFolderError if ``source`` is neither or
+    its weights do not fit the model."""
+    saved_model = os.path.isfile(os.path.join(source, "saved_model.pb"))
+    if not saved_model and not os.path.isdir(checkpoint_folder(source)):
+        raise RunFolderError(
+            f"init_from={source!r} is neither a SavedModel version folder (with "
+            "saved_model.pb, e.g. saved_models/mnist_heal_cpu/1) nor a training folder "
+            "(with checkpoints/); pass one of those.")
+    try:
+        if saved_model:
+            path = os.path.join(source, "variables", "variables")
+            read_weights(model, path)
+            return path
+        return read_newest_intact(lambda path: read_weights(model, path),
+                                  checkpoint_paths(source))
+    except RunFolderError:
+        raise
+    except (AssertionError, ValueError, tf.errors.InvalidArgumentError) as error:
+        raise RunFolderError(
+            f"The weights in {source} do not fit this preset's model (another "
+            f"architecture or size?): {str(error).splitlines()[0]}") from error
+
+
 def read_weights(model, path: str) -> None:
     """Reads the weights of ``model`` from the checkpoint ``path`` (a training
     checkpoint, or a SavedModel's variables/variables)."""

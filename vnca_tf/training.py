@@ -97,7 +97,8 @@ class Trainer:
                                      "set pool_size=0 for this model.")
                 self.pool = Pool(self.config.pool_size, model_config.image_shape,
                                  self.model.pool_cell_shape, self.config.damage_size,
-                                 self.local_batch, self.num_replicas)
+                                 self.local_batch, self.num_replicas,
+                                 self.config.pool_damaged)
         trackables = {"model": self.model, "optimizer": self.optimizer,
                       run_folder.STEP: self.step, run_folder.TRAIN_SECONDS: self.train_seconds,
                       "nonfinite_total": self.nonfinite_total,
@@ -123,12 +124,16 @@ class Trainer:
 
     def restore(self) -> int:
         """Restores the newest intact checkpoint, if any (newer ones that do not
-        read are skipped with a warning); returns the step reached."""
-        self.resumed_from = None
+        read are skipped with a warning), else reads the model's weights from
+        ``init_from`` if set (a fine-tune); returns the step reached."""
+        self.resumed_from = self.initialized_from = None
         if self.manager.checkpoints:
             self.resumed_from = run_folder.read_newest_intact(
                 lambda path: self.checkpoint.restore(path).assert_existing_objects_matched(),
                 self.manager.checkpoints)
+        elif self.config.init_from:
+            self.initialized_from = run_folder.read_initial_weights(self.model,
+                                                                    self.config.init_from)
         return int(self.step.numpy())
 
     def _count_time(self):
@@ -293,6 +298,8 @@ class Trainer:
         console = Console(num_steps, enabled=progress and self.chief)
         if self.resumed_from:
             console.event(f"Resumed from {self.resumed_from} at step {start}")
+        if self.initialized_from:
+            console.event(f"Started from the weights in {self.initialized_from}")
         writer = summaries.Writer(self.model_dir, self.chief)
         metrics, window_seconds, window_steps, rate = {}, 0.0, 0, None
         for step in range(start + 1, num_steps + 1):
