@@ -111,7 +111,8 @@ def test_non_doubling_step_range_is_checked():
     ("clip_norm", float("nan")), ("beta", float("nan")), ("beta", -1.0),
     ("checkpoint_minutes", 0.0), ("checkpoint_minutes", float("nan")),
     ("learning_rate_drops", (0,)), ("learning_rate_drops", (100_000,)),
-    ("learning_rate_drops", (50, 20)), ("learning_rate_drops", (20, 20))])
+    ("learning_rate_drops", (50, 20)), ("learning_rate_drops", (20, 20)),
+    ("pool_damaged", 1.5), ("pool_damaged", -0.1), ("pool_damaged", float("nan"))])
 def test_bad_training_settings_are_rejected(field, value):
     with pytest.raises(ValueError, match=f"{field} must be"):
         configs.TrainConfig(**{field: value})

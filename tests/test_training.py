@@ -16,6 +16,9 @@ import tensorflow as tf
 from conftest import REPO
 from vnca_tf import configs, data, run_folder
 from vnca_tf.distribution import choose_strategy
+from vnca_tf.export import LoadedModel
+from vnca_tf.model import build_model
+from vnca_tf.pool import Pool
 from vnca_tf.training import NonFiniteError, Trainer
 from vnca_tf.vae import split_seed
 
@@ -421,6 +424,9 @@ def test_cli_prints_and_saves_its_configuration_and_explains_bad_flags(tmp_path,
     ([], {"TF_CONFIG": '{"cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "chief"}}'},
      "TF_CONFIG's task must name this host's type and index"),
     (["--model_dir={file}"], {}, "is a file, not a folder"),
+    (["--init_from={file}"], {}, "is neither a SavedModel version folder"),
+    (["--init_from=saved_models/mnist_cpu/1"], {},
+     "are of another model than this preset's: latent_size 128 there, 16 here;"),
     ([], {}, "Give exactly one of --dataset"),
 ])
 def test_bad_input_gets_one_line_and_no_traceback(args, env, message, tmp_path):
@@ -456,4 +462,42 @@ def test_the_learning_rate_drops_at_its_step_across_a_resume(tmp_path, data_dir)
     second.train(5, progress=False)
     assert float(second.optimizer.learning_rate) == pytest.approx(rate / 10)
     for a, b in zip(_weights(second), _weights(whole)):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("damaged, expected", [(0.5, 2), (1.0, 4), (0.0, 0)])
+def test_pool_damages_its_share_of_the_pooled_half_batch(damaged, expected):
+    pool = Pool(8, (4, 4, 1), (4, 4, 2), damage_size=2, replica_batch=8, damaged=damaged)
+    images = tf.ones([8, 4, 4, 1])
+    pool.refill(0, images, tf.ones([8, 4, 4, 2]), seed=[0, 1])
+    mixed, start, use_start = pool.mix(images, replica=0, seed=tf.constant([2, 3]))
+    np.testing.assert_array_equal(use_start.numpy(), [False] * 4 + [True] * 4)
+    zeroed = (start.numpy()[4:] == 0).all(-1).sum((1, 2))
+    np.testing.assert_array_equal(zeroed, [4] * expected + [0] * (4 - expected))
+
+
+def test_init_from_a_saved_model_starts_from_its_function():
+    path = os.path.join(REPO, "saved_models", "mnist_heal_cpu", "1")
+    model = build_model(configs.get_preset("mnist_heal_cpu").model)
+    assert run_folder.read_initial_weights(model, path).endswith("variables/variables")
+    z = tf.random.stateless_normal([4, model.config.latent_size], [0, 1])
+    np.testing.assert_allclose(model.decode_mean(z, seed=tf.constant([0, 0])),
+                               LoadedModel(path).decode_mean(z), atol=1e-5)
+
+
+def test_a_fine_tune_starts_from_a_run_and_resumes_from_its_own_checkpoints(
+        tmp_path, data_dir):
+    source = Trainer(_preset("test_mnist_damage", pool_size=16), str(tmp_path / "source"),
+                     data_dir=data_dir)
+    source.train(2, progress=False)
+    preset = _preset("test_mnist_damage", pool_size=16, init_from=str(tmp_path / "source"))
+    tune = Trainer(preset, str(tmp_path / "tune"), data_dir=data_dir)
+    assert tune.prepare() == 0 and tune.initialized_from.endswith("ckpt-2")
+    for a, b in zip(_weights(tune), _weights(source)):
+        np.testing.assert_array_equal(a, b)
+    tune.train(3, progress=False)
+    # Resuming reads the fine-tune's own checkpoint, not init_from again.
+    resumed = Trainer(preset, str(tmp_path / "tune"), data_dir=data_dir)
+    assert resumed.prepare() == 3 and resumed.initialized_from is None
+    for a, b in zip(_weights(resumed), _weights(tune)):
         np.testing.assert_array_equal(a, b)

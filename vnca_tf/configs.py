@@ -191,7 +191,7 @@ class TrainConfig:
             raise ValueError(f"learning_rate_drops must be increasing steps between 0 and "
                              f"num_steps={self.num_steps}, got {drops}.")
         if not 0 <= self.pool_damaged <= 1:
-            raise ValueError(f"pool_damaged is a fraction in [0, 1], got {self.pool_damaged}.")
+            raise ValueError(f"pool_damaged must be a fraction in [0, 1], got {self.pool_damaged}.")
         if not 0 <= self.beta < math.inf:
             raise ValueError(f"beta must be a finite number >= 0, got {self.beta}.")
         if self.pool_size and (self.pool_size < self.batch_size or self.batch_size < 4

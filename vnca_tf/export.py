@@ -45,9 +45,8 @@ from vnca_tf import browser_graphs
 from vnca_tf.configs import Preset, preset_from_dict
 from vnca_tf.likelihoods import make_likelihood
 from vnca_tf.model import build_model
-from vnca_tf.run_folder import read_weights
+from vnca_tf.run_folder import SAVED_MODEL_CONFIG, read_weights
 
-CONFIG_ASSET = os.path.join("assets.extra", "vnca_config.json")
 TRAINING_ASSET = os.path.join("assets.extra", "vnca_training.json")
 _CHUNK = 16  # Importance samples decoded at once in log_likelihood.
 
@@ -174,7 +173,7 @@ def export(model, preset: Preset, export_dir: str, version: int = 1,
         tf.train.experimental.MaxShardSizePolicy(max_shard_size=4_000_000)))
     tf.saved_model.save(module, path, signatures=module.signatures(), options=options)
     os.makedirs(os.path.join(path, "assets.extra"), exist_ok=True)
-    for asset, record in ((CONFIG_ASSET, dataclasses.asdict(preset)),
+    for asset, record in ((SAVED_MODEL_CONFIG, dataclasses.asdict(preset)),
                           (TRAINING_ASSET, training or {})):
         with open(os.path.join(path, asset), "w") as f:
             json.dump(record, f, indent=2)
@@ -183,13 +182,13 @@ def export(model, preset: Preset, export_dir: str, version: int = 1,
 
 def read_assets(path: str):
     """(preset, training record) of the SavedModel version folder ``path``."""
-    config_path = os.path.join(path, CONFIG_ASSET)
+    config_path = os.path.join(path, SAVED_MODEL_CONFIG)
     if not os.path.isfile(os.path.join(path, "saved_model.pb")):
         raise FileNotFoundError(
             f"{path} is not a SavedModel folder (no saved_model.pb); pass the "
             "version folder, e.g. exports/mnist/1.")
     if not os.path.isfile(config_path):
-        raise FileNotFoundError(f"{path} has no {CONFIG_ASSET}: it was not exported "
+        raise FileNotFoundError(f"{path} has no {SAVED_MODEL_CONFIG}: it was not exported "
                                 "by vnca_tf.export.")
     with open(config_path) as f:
         preset = preset_from_dict(json.load(f))

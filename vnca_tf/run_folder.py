@@ -21,6 +21,8 @@ from vnca_tf import cli, configs
 from vnca_tf.model import build_model
 
 CONFIG_FILE = "config.json"
+# An exported SavedModel's preset (vnca_tf.export writes it).
+SAVED_MODEL_CONFIG = os.path.join("assets.extra", "vnca_config.json")
 CHECKPOINT_FOLDERS = {"latest": "checkpoints", "best": "best"}
 STEP = "step"  # Checkpoint names of the training step and the training time.
 TRAIN_SECONDS = "train_seconds"
@@ -142,26 +144,27 @@ def read_initial_weights(model, source: str) -> str:
     """Reads the weights of ``model`` from ``source`` (a SavedModel version
     folder, or a training folder's latest checkpoint) to fine-tune from;
     returns the path read. Raises RunFolderError if ``source`` is neither or
-    its weights do not fit the model."""
-    saved_model = os.path.isfile(os.path.join(source, "saved_model.pb"))
-    if not saved_model and not os.path.isdir(checkpoint_folder(source)):
+    holds another model."""
+    if os.path.isfile(os.path.join(source, "saved_model.pb")):
+        with open(os.path.join(source, SAVED_MODEL_CONFIG)) as f:
+            source_model = configs.preset_from_dict(json.load(f)).model
+        paths = [os.path.join(source, "variables", "variables")]
+    elif os.path.isfile(os.path.join(source, CONFIG_FILE)):
+        source_model = read_preset(source).model
+        paths = checkpoint_paths(source)
+    else:
         raise RunFolderError(
             f"init_from={source!r} is neither a SavedModel version folder (with "
             "saved_model.pb, e.g. saved_models/mnist_heal_cpu/1) nor a training folder "
-            "(with checkpoints/); pass one of those.")
-    try:
-        if saved_model:
-            path = os.path.join(source, "variables", "variables")
-            read_weights(model, path)
-            return path
-        return read_newest_intact(lambda path: read_weights(model, path),
-                                  checkpoint_paths(source))
-    except RunFolderError:
-        raise
-    except (AssertionError, ValueError, tf.errors.InvalidArgumentError) as error:
-        raise RunFolderError(
-            f"The weights in {source} do not fit this preset's model (another "
-            f"architecture or size?): {str(error).splitlines()[0]}") from error
+            f"(with {CONFIG_FILE}); pass one of those.")
+    differences = [f"{field.name} {getattr(source_model, field.name)} there, "
+                   f"{getattr(model.config, field.name)} here"
+                   for field in dataclasses.fields(source_model)
+                   if getattr(source_model, field.name) != getattr(model.config, field.name)]
+    if differences:
+        raise RunFolderError(f"The weights in {source} are of another model than this "
+                             f"preset's: {'; '.join(differences)}.")
+    return read_newest_intact(lambda path: read_weights(model, path), paths)
 
 
 def read_weights(model, path: str) -> None:
