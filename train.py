@@ -48,6 +48,8 @@ _TRAIN_FLAGS = {
     "num_steps": (flags.DEFINE_integer, "Number of training steps."),
     "batch_size": (flags.DEFINE_integer, "Global batch size (over all replicas)."),
     "learning_rate": (flags.DEFINE_float, "Adam learning rate."),
+    "learning_rate_drops": (flags.DEFINE_list, "Steps after which the learning rate falls "
+                            "tenfold, comma-separated (none: '')."),
     "beta": (flags.DEFINE_float, "Weight of the KL term."),
     "seed": (flags.DEFINE_integer, "Seed of every random number of the run."),
     "log_every": (flags.DEFINE_integer, "Steps between scalar summaries."),
@@ -82,6 +84,12 @@ def resolve_preset() -> configs.Preset:
         preset = configs.get_preset(FLAGS.preset)
     overrides = {name: FLAGS[name].value for name in _TRAIN_FLAGS
                  if FLAGS[name].value is not None}
+    if "learning_rate_drops" in overrides:
+        drops = overrides["learning_rate_drops"]
+        if not all(step.isdigit() for step in drops):
+            raise ValueError("--learning_rate_drops takes step numbers, e.g. 3000,6000; got "
+                             f"{','.join(drops)}.")
+        overrides["learning_rate_drops"] = tuple(int(step) for step in drops)
     return dataclasses.replace(preset, train=dataclasses.replace(preset.train, **overrides))
 
 
