@@ -323,8 +323,9 @@ PRESETS: Dict[str, Preset] = _presets(
                        pool_size=256, damage_size=14, pool_damaged=1.0,
                        init_from="saved_models/mnist_heal_cpu/1", validation_every=500,
                        image_every=1_000, checkpoint_every=250),
-           "mnist_heal_cpu fine-tuned to regrow: from the shipped model's weights, "
-           "with every pooled image damaged (the authors' code damages half of them)."),
+           "The browser demo's model: mnist_heal_cpu fine-tuned to regrow, from the "
+           "shipped model's weights, with every pooled image damaged (the authors' "
+           "code damages half of them)."),
     Preset("test_mnist", "binarized_mnist",
            dataclasses.replace(_MNIST, num_residual_blocks=1, steps_per_stage=2,
                                **_TINY),
