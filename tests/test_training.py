@@ -470,7 +470,7 @@ def test_the_learning_rate_drops_at_its_step_across_a_resume(tmp_path, data_dir)
 @pytest.mark.parametrize("damaged, expected", [(0.5, 2), (1.0, 4), (0.0, 0)])
 def test_pool_damages_its_share_of_the_pooled_half_batch(damaged, expected):
     pool = Pool(8, (4, 4, 1), (4, 4, 2), damage_size=2, replica_batch=8, damaged=damaged)
-    images = tf.ones([8, 4, 4, 1])
+    images = tf.ones([8, 4, 4, 1], tf.uint8)
     pool.refill(0, images, tf.ones([8, 4, 4, 2]), seed=[0, 1])
     mixed, start, use_start = pool.mix(images, replica=0, seed=tf.constant([2, 3]))
     np.testing.assert_array_equal(use_start.numpy(), [False] * 4 + [True] * 4)
@@ -489,9 +489,10 @@ def test_init_from_a_saved_model_starts_from_its_function():
 
 def test_a_fine_tune_starts_from_a_run_and_resumes_from_its_own_checkpoints(
         tmp_path, data_dir):
-    source = Trainer(_preset("test_mnist_damage", pool_size=16), str(tmp_path / "source"),
-                     data_dir=data_dir)
+    source_preset = _preset("test_mnist_damage", pool_size=16)
+    source = Trainer(source_preset, str(tmp_path / "source"), data_dir=data_dir)
     source.train(2, progress=False)
+    run_folder.save_config(str(tmp_path / "source"), source_preset)  # As train.py does.
     preset = _preset("test_mnist_damage", pool_size=16, init_from=str(tmp_path / "source"))
     tune = Trainer(preset, str(tmp_path / "tune"), data_dir=data_dir)
     assert tune.prepare() == 0 and tune.initialized_from.endswith("ckpt-2")
