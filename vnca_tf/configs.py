@@ -189,7 +189,9 @@ class TrainConfig:
         if any(not 0 < step < self.num_steps for step in drops) or list(drops) != sorted(
                 set(drops)):
             raise ValueError(f"learning_rate_drops must be increasing steps between 0 and "
-                             f"num_steps={self.num_steps}, got {drops}.")
+                             f"num_steps={self.num_steps}, got {drops} (train.py: set "
+                             "them with --learning_rate_drops, none with "
+                             "--learning_rate_drops=).")
         if not 0 <= self.pool_damaged <= 1:
             raise ValueError(f"pool_damaged must be a fraction in [0, 1], got {self.pool_damaged}.")
         if not 0 <= self.beta < math.inf:
