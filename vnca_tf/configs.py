@@ -317,8 +317,8 @@ PRESETS: Dict[str, Preset] = _presets(
                        image_every=1_000, checkpoint_every=250),
            "mnist_damage_cpu trained as the authors' code trains mnist_damage (each "
            "cell updates with probability 0.5 per step, clip 1.0), longer, and with "
-           "the learning rate cut tenfold for the last 4,000 steps: the browser demo's "
-           "regrowing model, for a 2-core CPU."),
+           "the learning rate cut tenfold for the last 4,000 steps, for a 2-core CPU: "
+           "the start of mnist_regrow_cpu."),
     Preset("mnist_regrow_cpu", "binarized_mnist", _MNIST_HEAL_CPU,
            TrainConfig(batch_size=16, learning_rate=1e-4, num_steps=8_000,
                        learning_rate_drops=(5_000,), clip_norm=_AUTHORS_CLIP,

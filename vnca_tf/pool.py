@@ -33,7 +33,8 @@ class Pool(tf.Module):
         self.capacity = capacity
         self.damage_size = damage_size
         self.replica_batch = replica_batch
-        # The authors' split: half of each batch from the pool, a quarter damaged.
+        # The authors' split: half of each batch from the pool, a quarter damaged
+        # (``damaged`` = 0.5 of the pooled half).
         self.served_per_replica = replica_batch // 2
         self.damaged_per_replica = round(self.served_per_replica * damaged)
         self.served = self.served_per_replica * num_replicas
