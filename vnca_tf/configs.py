@@ -251,6 +251,10 @@ _AUTHORS_CLIP = 1.0  # The clip norm of the authors' non-doubling and beta = 100
 # The browser demo's non-doubling VNCA, small enough to train on a 2-core CPU.
 _MNIST_HEAL_CPU = dataclasses.replace(_MNIST_DAMAGE, latent_size=64, hidden_size=64,
                                       min_steps=16, max_steps=32, encoder_channels=16)
+# How the shipped non-doubling CPU models train (each preset changes a few fields).
+_CPU_DAMAGE_TRAIN = TrainConfig(batch_size=16, learning_rate=3e-4, num_steps=5_000,
+                                pool_size=256, damage_size=14, validation_every=500,
+                                image_every=1_000, checkpoint_every=250)
 
 
 def _presets(*presets: Preset) -> Dict[str, Preset]:
@@ -305,26 +309,20 @@ PRESETS: Dict[str, Preset] = _presets(
     Preset("mnist_damage_cpu", "binarized_mnist",
            dataclasses.replace(_MNIST_DAMAGE_TEXT, latent_size=64, hidden_size=64,
                                min_steps=16, max_steps=32, encoder_channels=16),
-           TrainConfig(batch_size=16, learning_rate=3e-4, num_steps=5_000,
-                       pool_size=256, damage_size=14, validation_every=500,
-                       image_every=1_000, checkpoint_every=250),
+           _CPU_DAMAGE_TRAIN,
            "The shipped non-doubling damage-recovery VNCA "
            "(saved_models/mnist_damage_cpu), trained on a 2-core CPU (49 min)."),
     Preset("mnist_heal_cpu", "binarized_mnist", _MNIST_HEAL_CPU,
-           TrainConfig(batch_size=16, learning_rate=3e-4, num_steps=16_000,
-                       learning_rate_drops=(12_000,), clip_norm=_AUTHORS_CLIP,
-                       pool_size=256, damage_size=14, validation_every=500,
-                       image_every=1_000, checkpoint_every=250),
+           dataclasses.replace(_CPU_DAMAGE_TRAIN, num_steps=16_000,
+                               learning_rate_drops=(12_000,), clip_norm=_AUTHORS_CLIP),
            "mnist_damage_cpu trained as the authors' code trains mnist_damage (each "
            "cell updates with probability 0.5 per step, clip 1.0), longer, and with "
            "the learning rate cut tenfold for the last 4,000 steps, for a 2-core CPU: "
            "the start of mnist_regrow_cpu."),
     Preset("mnist_regrow_cpu", "binarized_mnist", _MNIST_HEAL_CPU,
-           TrainConfig(batch_size=16, learning_rate=1e-4, num_steps=8_000,
-                       learning_rate_drops=(5_000,), clip_norm=_AUTHORS_CLIP,
-                       pool_size=256, damage_size=14, pool_damaged=1.0,
-                       init_from="saved_models/mnist_heal_cpu/1", validation_every=500,
-                       image_every=1_000, checkpoint_every=250),
+           dataclasses.replace(_CPU_DAMAGE_TRAIN, learning_rate=1e-4, num_steps=8_000,
+                               learning_rate_drops=(5_000,), clip_norm=_AUTHORS_CLIP,
+                               pool_damaged=1.0, init_from="saved_models/mnist_heal_cpu/1"),
            "The browser demo's model: mnist_heal_cpu fine-tuned to regrow, from the "
            "shipped model's weights, with every pooled image damaged (the authors' "
            "code damages half of them)."),
