@@ -485,6 +485,11 @@ def test_init_from_a_saved_model_starts_from_its_function():
     z = tf.random.stateless_normal([4, model.config.latent_size], [0, 1])
     np.testing.assert_allclose(model.decode_mean(z, seed=tf.constant([0, 0])),
                                LoadedModel(path).decode_mean(z), atol=1e-5)
+    # A fine-tune may run the same weights for another number of steps.
+    longer = build_model(dataclasses.replace(model.config, min_steps=32, max_steps=64))
+    run_folder.read_initial_weights(longer, path)
+    for a, b in zip(longer.get_weights(), model.get_weights()):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_a_fine_tune_starts_from_a_run_and_resumes_from_its_own_checkpoints(

@@ -23,6 +23,9 @@ from vnca_tf.model import build_model
 CONFIG_FILE = "config.json"
 # An exported SavedModel's preset (vnca_tf.export writes it).
 SAVED_MODEL_CONFIG = os.path.join("assets.extra", "vnca_config.json")
+# ModelConfig fields a fine-tune (init_from) may change: the non-doubling step
+# range sets how long the NCA runs, not the shapes of its weights.
+RETUNABLE_FIELDS = ("min_steps", "max_steps")
 CHECKPOINT_FOLDERS = {"latest": "checkpoints", "best": "best"}
 STEP = "step"  # Checkpoint names of the training step and the training time.
 TRAIN_SECONDS = "train_seconds"
@@ -144,7 +147,7 @@ def read_initial_weights(model, source: str) -> str:
     """Reads the weights of ``model`` from ``source`` (a SavedModel version
     folder, or a training folder's latest checkpoint) to fine-tune from;
     returns the path read. Raises RunFolderError if ``source`` is neither or
-    holds another model."""
+    holds another model (one that differs in more than RETUNABLE_FIELDS)."""
     if os.path.isfile(os.path.join(source, "saved_model.pb")):
         with open(os.path.join(source, SAVED_MODEL_CONFIG)) as f:
             source_model = configs.preset_from_dict(json.load(f)).model
@@ -160,7 +163,8 @@ def read_initial_weights(model, source: str) -> str:
     differences = [f"{field.name} {getattr(source_model, field.name)} there, "
                    f"{getattr(model.config, field.name)} here"
                    for field in dataclasses.fields(source_model)
-                   if getattr(source_model, field.name) != getattr(model.config, field.name)]
+                   if field.name not in RETUNABLE_FIELDS
+                   and getattr(source_model, field.name) != getattr(model.config, field.name)]
     if differences:
         raise RunFolderError(f"The weights in {source} are of another model than this "
                              f"preset's: {'; '.join(differences)}.")
