@@ -255,6 +255,9 @@ _MNIST_HEAL_CPU = dataclasses.replace(_MNIST_DAMAGE, latent_size=64, hidden_size
 _CPU_DAMAGE_TRAIN = TrainConfig(batch_size=16, learning_rate=3e-4, num_steps=5_000,
                                 pool_size=256, damage_size=14, validation_every=500,
                                 image_every=1_000, checkpoint_every=250)
+# How they fine-tune to regrow: gently, clip 1.0, every pooled image damaged.
+_CPU_REGROW_TRAIN = dataclasses.replace(_CPU_DAMAGE_TRAIN, learning_rate=1e-4,
+                                        clip_norm=_AUTHORS_CLIP, pool_damaged=1.0)
 
 
 def _presets(*presets: Preset) -> Dict[str, Preset]:
@@ -320,12 +323,17 @@ PRESETS: Dict[str, Preset] = _presets(
            "the learning rate cut tenfold for the last 4,000 steps, for a 2-core CPU: "
            "the start of mnist_regrow_cpu."),
     Preset("mnist_regrow_cpu", "binarized_mnist", _MNIST_HEAL_CPU,
-           dataclasses.replace(_CPU_DAMAGE_TRAIN, learning_rate=1e-4, num_steps=8_000,
-                               learning_rate_drops=(5_000,), clip_norm=_AUTHORS_CLIP,
-                               pool_damaged=1.0, init_from="saved_models/mnist_heal_cpu/1"),
-           "The browser demo's model: mnist_heal_cpu fine-tuned to regrow, from the "
-           "shipped model's weights, with every pooled image damaged (the authors' "
-           "code damages half of them)."),
+           dataclasses.replace(_CPU_REGROW_TRAIN, num_steps=8_000, learning_rate_drops=(5_000,),
+                               init_from="saved_models/mnist_heal_cpu/1"),
+           "mnist_heal_cpu fine-tuned to regrow, from the shipped model's weights, "
+           "with every pooled image damaged (the authors' code damages half of "
+           "them): the start of mnist_regrow_long_cpu."),
+    Preset("mnist_regrow_long_cpu", "binarized_mnist",
+           dataclasses.replace(_MNIST_HEAL_CPU, min_steps=32, max_steps=64),
+           dataclasses.replace(_CPU_REGROW_TRAIN, num_steps=1_500,
+                               init_from="saved_models/mnist_regrow_cpu/1"),
+           "The browser demo's model: mnist_regrow_cpu fine-tuned to grow for 32 to 64 "
+           "steps, the authors' mnist_damage range, twice mnist_regrow_cpu's."),
     Preset("test_mnist", "binarized_mnist",
            dataclasses.replace(_MNIST, num_residual_blocks=1, steps_per_stage=2,
                                **_TINY),
