@@ -40,7 +40,7 @@ PRECISIONS = ("float32", "mixed_bfloat16")
 # One training step of each preset as it trains (the README's hardware table).
 PRESETS = ("mnist", "celeb_a", "celeb_a_beta100", "mnist_damage", "celeb_a_damage",
            "mnist_baseline", "celeb_a_baseline", "mnist_cpu", "mnist_damage_cpu",
-           "mnist_heal_cpu", "mnist_regrow_cpu")
+           "mnist_heal_cpu", "mnist_regrow_cpu", "mnist_regrow_long_cpu")
 CASES = ([f"train:mnist:{batch}:{precision}" for batch in (32, 8) for precision in PRECISIONS]
          + [f"train:mnist:32:{precision}:recompute" for precision in PRECISIONS]
          + [f"train:mnist:32:{precision}:recompute:microbatches=8:MALLOC_ARENA_MAX=2"

@@ -29,7 +29,8 @@ from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.common.keys import Keys  # noqa: E402
 
 MODELS = demo_server.list_models()
-DEFAULT_MODEL = "models/mnist_regrow_cpu"
+DEFAULT_NAME = "mnist_regrow_long_cpu"  # The model the page opens with.
+DEFAULT_CONFIG = export.read_assets(os.path.join("saved_models", DEFAULT_NAME, "1"))[0].model
 CHROME_FLAGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
                 "--no-first-run", "--disable-background-networking",
                 "--disable-component-update", "--disable-sync", "--window-size=1200,900")
@@ -139,7 +140,7 @@ def _saved_model_growth(name, latents, steps):
 
 def test_the_page_loads_without_errors_and_the_automaton_runs(page):
     assert page.execute_script("return window.vnca.state.modelPath") == MODELS[0]
-    assert MODELS[0] == DEFAULT_MODEL  # The regrowing model opens first.
+    assert MODELS[0] == f"models/{DEFAULT_NAME}"  # The regrowing model opens first.
     first = _canvas(page)
     time.sleep(1.5)  # 10 steps a second by default.
     later = _canvas(page)
@@ -182,7 +183,7 @@ def _stroke(page, points):
 
 def test_the_brush_erases_cells_and_they_regrow(page, rng, tmp_path):
     _pause(page)
-    config = export.read_assets(os.path.join("saved_models", "mnist_regrow_cpu", "1"))[0].model
+    config = DEFAULT_CONFIG
     latents = rng.standard_normal((8, config.latent_size)).astype(np.float32)
     grown = _grow(page, latents, config.max_steps)
     before = np.asarray(page.execute_script("return window.vnca.cells()"))
@@ -216,7 +217,7 @@ def test_the_brush_erases_cells_and_they_regrow(page, rng, tmp_path):
 
 def test_a_drawn_digit_regrows_closer_than_a_sample(page, rng):
     _pause(page)
-    config = export.read_assets(os.path.join("saved_models", "mnist_regrow_cpu", "1"))[0].model
+    config = DEFAULT_CONFIG
     page.find_element(By.CSS_SELECTOR, 'input[name="tool"][value="draw"]').click()
     brush = page.find_element(By.ID, "brush")
     for _ in range(2):  # From 4 cells to 2: a pen about as wide as MNIST's strokes.

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from conftest import REPO
-from vnca_tf import configs
+from vnca_tf import configs, evaluation
 from vnca_tf.export import LoadedModel
 
 SHIPPED = sorted(glob.glob(os.path.join(REPO, "saved_models", "*", "1")))
@@ -21,16 +21,20 @@ NUM_EXAMPLES = 20
 
 
 def test_the_doubling_and_the_damage_recovery_model_ship():
-    assert {"mnist_cpu", "mnist_damage_cpu", "mnist_heal_cpu", "mnist_regrow_cpu"} <= set(NAMES)
+    assert {"mnist_cpu", "mnist_damage_cpu", "mnist_heal_cpu", "mnist_regrow_cpu",
+            "mnist_regrow_long_cpu"} <= set(NAMES)
 
 
-def test_the_demo_model_regrows_more_than_the_one_it_was_tuned_from():
-    # Grown from 100 prior samples, a 14x14 square zeroed, 32 steps more: the
-    # share of the damage's error left (the evaluate.py test below re-measures each).
-    heal, regrow = (_results(os.path.join(REPO, "saved_models", name, "1"))["healing"]
-                    ["recovered_over_damaged"] for name in ("mnist_heal_cpu",
-                                                            "mnist_regrow_cpu"))
-    assert regrow < heal - 0.01 and regrow < 0.35, (heal, regrow)
+def test_the_demo_model_regrows_two_thirds_of_the_damage():
+    # Grown from 100 prior samples (max_steps), a 14x14 square zeroed, max_steps
+    # more: at most a third of the damage's error is left (the evaluate.py test
+    # below re-measures the shipped figure), on other prior samples too.
+    path = os.path.join(REPO, "saved_models", "mnist_regrow_long_cpu", "1")
+    assert _results(path)["healing"]["recovered_over_damaged"] <= 1 / 3
+    model = LoadedModel(path)
+    for seed in (1, 2):
+        healing = evaluation.healing(model, seed=seed)
+        assert healing["recovered_error"] <= healing["damaged_error"] / 3, (seed, healing)
 
 
 def _results(path):
