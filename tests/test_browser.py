@@ -183,9 +183,8 @@ def _stroke(page, points):
 
 def test_the_brush_erases_cells_and_they_regrow(page, rng, tmp_path):
     _pause(page)
-    config = DEFAULT_CONFIG
-    latents = rng.standard_normal((4, config.latent_size)).astype(np.float32)
-    grown = _grow(page, latents, config.max_steps)
+    latents = rng.standard_normal((4, DEFAULT_CONFIG.latent_size)).astype(np.float32)
+    grown = _grow(page, latents, DEFAULT_CONFIG.max_steps)
     before = np.asarray(page.execute_script("return window.vnca.cells()"))
     _stroke(page, [(0.2, 0.45), (0.5, 0.5), (0.8, 0.55)])  # Across the middle.
     after = np.asarray(page.execute_script("return window.vnca.cells()"))
@@ -198,7 +197,7 @@ def test_the_brush_erases_cells_and_they_regrow(page, rng, tmp_path):
     assert rows.min() >= 7 and rows.max() <= 21 and columns.max() - columns.min() >= 18
     np.testing.assert_array_equal(after[:, ~region], before[:, ~region])
     damaged = np.asarray(page.execute_script("return window.vnca.image()"), np.float32)
-    page.execute_script("window.vnca.steps(arguments[0])", config.max_steps)
+    page.execute_script("window.vnca.steps(arguments[0])", DEFAULT_CONFIG.max_steps)
     regrown = np.asarray(page.execute_script("return window.vnca.image()"), np.float32)
     damaged_error = np.abs(damaged - grown)[:, region].mean()
     regrown_error = np.abs(regrown - grown)[:, region].mean()
@@ -217,7 +216,6 @@ def test_the_brush_erases_cells_and_they_regrow(page, rng, tmp_path):
 
 def test_a_drawn_digit_regrows_closer_than_a_sample(page, rng):
     _pause(page)
-    config = DEFAULT_CONFIG
     page.find_element(By.CSS_SELECTOR, 'input[name="tool"][value="draw"]').click()
     brush = page.find_element(By.ID, "brush")
     for _ in range(2):  # From 4 cells to 2: a pen about as wide as MNIST's strokes.
@@ -231,9 +229,10 @@ def test_a_drawn_digit_regrows_closer_than_a_sample(page, rng):
     page.find_element(By.ID, "regrow").click()
     assert page.execute_script(
         'return document.querySelector(\'input[name="tool"]:checked\').value') == "damage"
-    page.execute_script("window.vnca.steps(arguments[0])", config.max_steps)
+    page.execute_script("window.vnca.steps(arguments[0])", DEFAULT_CONFIG.max_steps)
     regrown = np.asarray(page.execute_script("return window.vnca.image()"), np.float32)
-    samples = _grow(page, rng.standard_normal((8, config.latent_size)), config.max_steps)
+    samples = _grow(page, rng.standard_normal((8, DEFAULT_CONFIG.latent_size)),
+                    DEFAULT_CONFIG.max_steps)
     regrown_error = np.abs(regrown - drawing).mean()
     sample_errors = np.abs(samples - drawing).mean(axis=(1, 2, 3))
     print(f"error to the drawing: {regrown_error:.4f} regrown, "
