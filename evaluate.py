@@ -89,6 +89,10 @@ def main(argv):
                   f"{report['stderr_nats']:.2f} nats = {report['bits_per_dim']:.4f} bits/dim "
                   f"over {report['num_examples']} {FLAGS.split} images{subset}, k = "
                   f"{FLAGS.num_samples}; written to {path}")
+            for name, measured in report.get("by_convention", {}).items():
+                note = " (the paper's measure)" if name == "pixelcnn" else ""
+                print(f"  in {name} bins{note}: {measured['bits_per_dim']:.4f} ± "
+                      f"{measured['stderr_bits_per_dim']:.4f} bits/dim")
             if "healing" in report:
                 heal = report["healing"]
                 print(f"After damage the images are off by {heal['damaged_error']:.4f}, "

@@ -54,6 +54,12 @@ def test_paper_presets_carry_the_papers_numbers():
         (62, 62, 3), 128, 128, "small", 31)
     for damage in (code, text):
         assert (damage.model.min_steps, damage.model.max_steps) == (64, 128)
+    # a17aafd fed its encoder ToTensor's [0, 1]; the text keeps [-1, 1].
+    assert (code.model.encoder_input, text.model.encoder_input) == (
+        "unit_interval", "likelihood_scale")
+    # The paper's bits/dim are in PixelCNN++'s bins, and so is every RGB preset.
+    for name in ("celeb_a", "celeb_a_beta100", "noto_emoji", "celeb_a_damage"):
+        assert configs.get_preset(name).model.likelihood_convention == "pixelcnn"
 
 
 @pytest.mark.parametrize("dataset, model, name", [
@@ -90,6 +96,8 @@ def test_unknown_preset_lists_the_known_ones():
     (dict(update_probability=1.5), "update_probability must be in"),
     (dict(update_probability=float("nan")), "update_probability must be in"),
     (dict(encoder_input="zero_one"), "encoder_input 'zero_one'"),
+    (dict(likelihood_convention="tf"), "likelihood_convention 'tf'; choose one of pixelcnn, "
+                                       "exact"),
     (dict(posterior_loc_bound=-1.0), "posterior_loc_bound must be > 0"),
     (dict(posterior_log_scale_bound=0.0), "posterior_log_scale_bound must be > 0"),
     (dict(architecture="baseline", update_probability=0.5), "baseline has none"),
@@ -123,6 +131,14 @@ def test_configs_saved_under_earlier_field_names_still_load():
     saved["train"]["eval_every"] = saved["train"].pop("validation_every")
     saved["train"]["eval_batches"] = saved["train"].pop("validation_batches")
     assert configs.preset_from_dict(saved) == configs.get_preset("mnist_cpu")
+
+
+def test_rgb_models_saved_before_the_bin_convention_load_as_they_trained():
+    # They computed every bin exactly; a binary model has no bins to convert.
+    for name, convention in (("celeb_a", "exact"), ("mnist_cpu", "pixelcnn")):
+        saved = dataclasses.asdict(configs.get_preset(name))
+        del saved["model"]["likelihood_convention"]
+        assert configs.preset_from_dict(saved).model.likelihood_convention == convention
 
 
 def test_learning_rate_falls_tenfold_after_each_drop_and_survives_config_json():

@@ -1,4 +1,5 @@
 import gzip
+import hashlib
 import os
 import shutil
 import struct
@@ -9,7 +10,7 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from vnca_tf import data, readers
+from vnca_tf import data, readers, torch_random
 from vnca_tf.data import DataError
 
 
@@ -151,12 +152,29 @@ def test_noto_emoji_transparency_becomes_white(tmp_path):
     np.testing.assert_array_equal(images[0, 120, 10], [255, 255, 255])
 
 
-def test_noto_emoji_test_split_is_a_fixed_fifth(data_dir):
+def test_noto_emoji_test_split_is_the_authors_random_split(data_dir):
+    # torch.utils.data.random_split(sorted names, [2656, 664],
+    # generator=torch.Generator().manual_seed(0)), as torch 2.13 computed it
+    # (the hash of the sorted test names, one per line).
     folder = os.path.join(data_dir, "noto_emoji", "png", "128")
     test = readers.noto_emoji_split(folder, "test")
     train = readers.noto_emoji_split(folder, "train")
     assert len(test) == 664 and len(train) == 2656 and not set(test) & set(train)
-    assert readers.noto_emoji_split(folder, "test") == test
+    names = "\n".join(sorted(os.path.basename(path) for path in test))
+    assert hashlib.sha256(names.encode()).hexdigest() == (
+        "a07984f584d671a8b6726611fa099840f695852d7063a467d6b48ed6df04d633")
+
+
+def test_torch_randperm_is_reproduced():
+    # Values printed by torch 2.13.0 (CPU): torch.randperm(n, generator=
+    # torch.Generator().manual_seed(seed)).tolist().
+    assert torch_random.randperm(10, 0).tolist() == [4, 1, 7, 5, 3, 9, 0, 8, 6, 2]
+    assert torch_random.randperm(20, 42).tolist() == [
+        2, 14, 18, 15, 1, 10, 0, 4, 6, 11, 8, 3, 7, 17, 13, 12, 19, 5, 16, 9]
+    first, second = torch_random.random_split(10, [7, 3], 0)
+    assert first.tolist() == [4, 1, 7, 5, 3, 9, 0] and second.tolist() == [8, 6, 2]
+    with pytest.raises(ValueError, match="do not add up to 10"):
+        torch_random.random_split(10, [7, 2], 0)
 
 
 @pytest.mark.parametrize("name, features", [

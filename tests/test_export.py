@@ -153,6 +153,11 @@ def test_other_models_export_and_load(name, tmp_path, rng):
                                rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(loaded.iwae(images, 8, 5),
                                model.iwae(images, 8, seed=5, chunk_size=16), rtol=1e-5)
+    # RGB: the bound in both bin conventions, the model's own first.
+    bounds = loaded.iwae_bounds(images, 8, 5)
+    assert list(bounds) == list(model.likelihood.conventions)
+    for name, bound in model.iwae_bounds(images, 8, seed=5, chunk_size=16).items():
+        np.testing.assert_allclose(bounds[name], bound, rtol=1e-5)
     z = rng.normal(size=(2, model.config.latent_size)).astype(np.float32)
     assert loaded.growth_frames(z[:1]).shape[1:] == (1,) + shape
     if model.config.decoder == "non_doubling" and model.config.architecture == "vnca":

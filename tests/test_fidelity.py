@@ -83,19 +83,19 @@ def _to_keras(torch_name, value, variable):
 
 
 def _model_for(case, fixture):
-    """The preset behind the fixture's case, at the fixture's fixed step count."""
+    """The preset behind the fixture's case, as configured; only the damage
+    fixture, made with every cell updating, changes its update probability
+    (the step count of the non-doubling cases is an argument of the loss)."""
     preset = configs.get_preset(case)
     model_config = preset.model
     meta = json.loads(str(fixture["meta_json"]))
-    if "num_steps" in meta:  # The damage case: a fixed step count, every cell updating.
-        model_config = dataclasses.replace(
-            model_config, min_steps=meta["num_steps"], max_steps=meta["num_steps"],
-            update_probability=meta["p_update"])
+    if meta.get("p_update", model_config.update_probability) != model_config.update_probability:
+        model_config = dataclasses.replace(model_config, update_probability=meta["p_update"])
     return preset, build_model(model_config), meta
 
 
 MODEL_CASES = {"mnist": "mnist", "celeba": "celeb_a", "celeba_beta100": "celeb_a_beta100",
-               "damage": "mnist_damage"}
+               "damage": "mnist_damage", "celeba_damage": "celeb_a_damage"}
 
 
 @pytest.fixture(scope="module", params=sorted(MODEL_CASES))
@@ -123,7 +123,14 @@ def case(request, fidelity_dir):
     if "stage0_cells" in fixture:  # Doubling: the 2x2 grid after stage 0's steps.
         stage0 = model.decoder(model.decoder.initial_cells(z), last_stage=0)
     likelihood = model.likelihood.distribution(cells)
+    their_params = tf.constant(fixture["likelihood_params"])
     ours = dict(
+        # Our likelihood on the authors' parameters, in the preset's convention
+        # and (RGB) in exact bins.
+        logpx_pixels_of_theirs=_pixel_log_probs(model.likelihood.distribution(their_params),
+                                                images),
+        logpx_pixels_exact_of_theirs=_pixel_log_probs(
+            model.likelihood.distribution(their_params, "exact"), images),
         enc_mean=posterior.mean(), enc_scale=posterior.stddev(), z=z,
         final_cells_first8=cells[..., :8],
         likelihood_params=cells[..., :model.likelihood.cell_channels],
@@ -150,6 +157,12 @@ def _pixel_log_probs(likelihood, images):
     return log_probs if log_probs.shape.rank == 3 else tf.reduce_sum(log_probs, -1)
 
 
+def _pixel_errors(ours, theirs):
+    """|ours - theirs| / max(|theirs|, 1), pixel by pixel."""
+    theirs = np.asarray(theirs, np.float64)
+    return np.abs(np.asarray(ours, np.float64) - theirs) / np.maximum(np.abs(theirs), 1)
+
+
 def _relative(ours, theirs):
     """max |ours - theirs| / max |theirs|."""
     theirs = np.asarray(theirs, np.float64)
@@ -170,22 +183,20 @@ def test_posterior_cells_likelihood_kl_and_loss_match_the_authors(case):
         assert _relative(ours[key], fixture[key]) < 1e-4, key
     if "stage0_cells" in fixture:  # Doubling: the grid at the end of stage 0 too.
         assert _relative(ours["stage0_cells"], fixture["stage0_cells"]) < 1e-4
-    exact = fixture["logpx_exact"] if "logpx_exact" in fixture else fixture["logpx"]
-    assert _relative(ours["logpx"], exact) < 1e-5
-    assert _relative(ours["logpx"], fixture["logpx"]) < 1e-4
+    assert _relative(ours["logpx"], fixture["logpx"]) < 1e-5
     assert _relative(ours["loss"], fixture["loss"]) < 1e-4
-    if "dml_lowmass_mask" in fixture:
-        # Pixel by pixel: exact everywhere, and the authors' float32 values
-        # wherever they did not use their low-mass approximation.
-        exact_pixels = fixture["logpx_pixels_exact"]
-        error = np.abs(ours["logpx_pixels"] - exact_pixels) / np.maximum(np.abs(exact_pixels), 1)
-        assert error.max() < 1e-5
-        bulk = ~fixture["dml_lowmass_mask"]
-        theirs = fixture["logpx_pixels"]
-        error = np.abs(ours["logpx_pixels"] - theirs) / np.maximum(np.abs(theirs), 1)
-        assert error[bulk].max() < 4e-4
-    else:
-        assert _relative(ours["logpx_pixels"], fixture["logpx_pixels"]) < 1e-4
+    # Pixel by pixel, from the authors' parameters, the preset's convention
+    # gives their values (for RGB "pixelcnn", low-mass branch included; the
+    # random weights make logistics thousands of bins wide, where one ulp of a
+    # sigmoid is 4e-4 of a bin's mass: rerun here, the authors' own code is
+    # 2.4e-5 off their fixture) and the "exact" option the exact ones; from our
+    # cells (1e-6 off theirs), the same cancellation moves pixels by up to 2e-4.
+    theirs = fixture["logpx_pixels"]
+    assert _pixel_errors(ours["logpx_pixels_of_theirs"], theirs).max() < 5e-5
+    assert _pixel_errors(ours["logpx_pixels"], theirs).max() < 4e-4
+    if "logpx_pixels_exact" in fixture:
+        exact = fixture["logpx_pixels_exact"]
+        assert _pixel_errors(ours["logpx_pixels_exact_of_theirs"], exact).max() < 1e-5
 
 
 def test_gradients_match_the_authors_parameter_by_parameter(case):
@@ -253,15 +264,30 @@ def test_keras_adam_misses_the_authors_first_step(fidelity_dir, clip):
     assert _step_errors(fixture, keras.optimizers.Adam(1e-4), clip)[0] > 1e-2
 
 
-@pytest.mark.parametrize("num_mixtures", [1, 4])
-def test_logistic_mixture_is_exact_and_matches_the_authors_outside_their_tail(
-        fidelity_dir, num_mixtures):
-    fixture = _load(fidelity_dir, "dml")
+def _mixture_errors(fixture, num_mixtures, convention, reference):
+    """|ours - reference| / max(|reference|, 1) per pixel of dml.npz."""
     params = tf.constant(fixture[f"params_{num_mixtures}"])
     pixels = tf.constant(fixture[f"k_{num_mixtures}"].astype(np.float32))
-    ours = DiscretizedLogisticMixture(params).log_prob(pixels).numpy().astype(np.float64)
-    exact = fixture[f"logp_exact_{num_mixtures}"]
-    assert (np.abs(ours - exact) / np.maximum(np.abs(exact), 1)).max() < 1e-5
-    theirs = fixture[f"logp_authors_{num_mixtures}"].astype(np.float64)
+    ours = DiscretizedLogisticMixture(params, convention).log_prob(pixels).numpy()
+    theirs = fixture[f"logp_{reference}_{num_mixtures}"].astype(np.float64)
+    return np.abs(ours.astype(np.float64) - theirs) / np.maximum(np.abs(theirs), 1)
+
+
+@pytest.mark.parametrize("num_mixtures", [1, 4])
+def test_pixelcnn_bins_are_the_authors_low_mass_branch_included(fidelity_dir, num_mixtures):
+    fixture = _load(fidelity_dir, "dml")
+    low_mass = fixture[f"lowmass_mask_{num_mixtures}"]
+    assert low_mass.sum() >= 200  # The branch is taken, by 200 or 485 of 500 pixels.
+    assert _mixture_errors(fixture, num_mixtures, "pixelcnn", "authors").max() < 1e-5
+    # The branch is up to 0.64 nats off the exact value: this check can fail.
+    assert _mixture_errors(fixture, num_mixtures, "pixelcnn", "exact")[low_mass].max() > 1e-3
+
+
+@pytest.mark.parametrize("num_mixtures", [1, 4])
+def test_exact_bins_are_exact_and_the_authors_outside_their_tail(fidelity_dir, num_mixtures):
+    fixture = _load(fidelity_dir, "dml")
+    assert _mixture_errors(fixture, num_mixtures, "exact", "exact").max() < 1e-5
     bulk = ~fixture[f"lowmass_mask_{num_mixtures}"]
-    assert (np.abs(ours - theirs) / np.maximum(np.abs(theirs), 1))[bulk].max() < 2e-4
+    # Where the authors took no shortcut, their float32 cancellation is all
+    # that differs (1.05e-4 measured for one component).
+    assert _mixture_errors(fixture, num_mixtures, "exact", "authors")[bulk].max() < 2e-4

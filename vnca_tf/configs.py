@@ -14,6 +14,7 @@ LIKELIHOODS = ("bernoulli", "logistic_mixture")
 DECODERS = ("doubling", "non_doubling")
 UPDATE_NETS = ("residual", "small")
 ENCODER_INPUTS = ("likelihood_scale", "unit_interval")
+LIKELIHOOD_CONVENTIONS = ("pixelcnn", "exact")
 # Choices of the command lines, defined once (the scripts import only this module
 # before parsing their flags, so that --help stays fast).
 DATA_SOURCES = ("auto", "local", "tfds")
@@ -53,6 +54,12 @@ class ModelConfig:
       encoder_input: how images enter the encoder: "likelihood_scale" (the
         authors' code: binary images as 0/1, 8-bit RGB as x/127.5 - 1, the
         logistic mixture's [-1, 1]) or "unit_interval" (x / max value).
+      likelihood_convention: how the logistic mixture's bins are measured
+        (it trains with it, and evaluation reports in it first): "pixelcnn"
+        (PixelCNN++'s and the authors' form: edge bins are the CDF's tails, a
+        bin whose float32 mass is not above 1e-5 takes the density at its
+        centre; the convention of the paper's bits/dim) or "exact" (every bin
+        an exact CDF difference).
       posterior_loc_bound, posterior_log_scale_bound: if set, q(z|x)'s mean is
         clamped to [-bound, bound] and its log sigma likewise (the authors'
         beta = 100 run: 100 and 7); None leaves them free.
@@ -82,6 +89,7 @@ class ModelConfig:
     baseline_dense_elu: bool = False
     update_probability: float = 1.0
     encoder_input: str = "likelihood_scale"
+    likelihood_convention: str = "pixelcnn"
     posterior_loc_bound: Optional[float] = None
     posterior_log_scale_bound: Optional[float] = None
 
@@ -91,6 +99,8 @@ class ModelConfig:
         _check_choice("decoder", self.decoder, DECODERS)
         _check_choice("update_net", self.update_net, UPDATE_NETS)
         _check_choice("encoder_input", self.encoder_input, ENCODER_INPUTS)
+        _check_choice("likelihood_convention", self.likelihood_convention,
+                      LIKELIHOOD_CONVENTIONS)
         if not 0.0 < self.update_probability <= 1.0:  # Also false for NaN.
             raise ValueError(f"update_probability must be in (0, 1], got "
                              f"{self.update_probability}.")
@@ -236,11 +246,12 @@ _CELEB_A_DAMAGE_TEXT = ModelConfig(
     image_shape=(62, 62, 3), likelihood="logistic_mixture", latent_size=128,
     hidden_size=128, update_net="small", num_hidden_layers=2,
     decoder="non_doubling", min_steps=64, max_steps=128)
-# The authors' run behind 5.03 bits/dim: 32x32, z = 256, a residual update net.
+# The authors' run behind 5.03 bits/dim (a17aafd): 32x32, z = 256, a residual
+# update net, and the encoder fed ToTensor's [0, 1] as it is.
 _CELEB_A_DAMAGE = ModelConfig(
     image_shape=(32, 32, 3), likelihood="logistic_mixture", latent_size=256,
     hidden_size=128, update_net="residual", num_residual_blocks=4,
-    decoder="non_doubling", min_steps=64, max_steps=128)
+    decoder="non_doubling", min_steps=64, max_steps=128, encoder_input="unit_interval")
 _MNIST_BASELINE = ModelConfig(architecture="baseline", image_shape=(28, 28, 1),
                               latent_size=128)
 _CELEB_A_BASELINE = ModelConfig(architecture="baseline", image_shape=(64, 64, 3),
@@ -294,7 +305,8 @@ PRESETS: Dict[str, Preset] = _presets(
            TrainConfig(pool_size=1024, damage_size=16, clip_norm=_AUTHORS_CLIP),
            "Non-doubling VNCA on CelebA with pool and damage training, as the "
            "authors' code ran it: 32x32, z = 256, a residual update net (hidden "
-           "128), 16x16 damage, clip 1.0 (paper: 5.03 bits/dim)."),
+           "128), the encoder fed [0, 1], 16x16 damage, clip 1.0 (paper: 5.03 "
+           "bits/dim)."),
     Preset("celeb_a_damage_text", "celeb_a", _CELEB_A_DAMAGE_TEXT,
            TrainConfig(pool_size=1024, damage_size=31),
            "celeb_a_damage as the paper's text describes it: 62x62, z = 128, the "
@@ -401,12 +413,16 @@ def get_preset(name: str) -> Preset:
 # TrainConfig fields under their earlier names, in configs saved before the
 # rename (the shipped models' among them).
 _EARLIER_NAMES = {"eval_every": "validation_every", "eval_batches": "validation_batches"}
+# The bins a logistic-mixture model saved before the field existed trained with.
+_EARLIER_CONVENTION = "exact"
 
 
 def preset_from_dict(saved: dict) -> Preset:
     """The Preset that training saved as config.json (or an export as its asset)."""
     model = dict(saved["model"])
     model["image_shape"] = tuple(model["image_shape"])
+    if model.get("likelihood") == "logistic_mixture":
+        model.setdefault("likelihood_convention", _EARLIER_CONVENTION)
     train = {_EARLIER_NAMES.get(name, name): value for name, value in saved["train"].items()}
     train["learning_rate_drops"] = tuple(train.get("learning_rate_drops", ()))
     return Preset(saved["name"], saved["dataset"], ModelConfig(**model),

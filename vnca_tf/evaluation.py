@@ -6,6 +6,7 @@ The log-likelihood is the importance-weighted bound with k = 128 samples
 its standard error over the images.
 """
 
+import collections
 import dataclasses
 import json
 import os
@@ -61,38 +62,54 @@ def log_likelihood(model, images, num_samples: int = 128, batch_size: int = 16,
     """IWAE-k log-likelihood over ``images`` (a dataset of single images), for a
     trained model or an exported one (export.LoadedModel).
 
-    Returns mean and standard error in nats per image and bits/dim, the number
-    of images, k, and the time taken.
+    Returns mean and standard error in nats per image and bits/dim in the
+    likelihood's own convention, the number of images, k, and the time taken;
+    for a likelihood with several conventions (RGB: "pixelcnn", the paper's,
+    and "exact") also ``likelihood_convention`` and ``by_convention``, the same
+    figures in each, from the same importance samples.
     """
     if max_examples:
         images = images.take(max_examples)
-    iwae = tf.function(model.iwae)  # A VAE or a LoadedModel: the same interface.
+    iwae_bounds = tf.function(model.iwae_bounds)  # A VAE or a LoadedModel alike.
+    own = model.likelihood.conventions[0]
 
     total = int(images.cardinality())
     if total < 0:  # Unknown: count them (the images are in memory).
         total = int(images.reduce(0, lambda count, _: count + 1))
     console = Console(total, enabled=progress, unit="image")
-    values, start, done = [], time.perf_counter(), 0
+    values, start, done = collections.defaultdict(list), time.perf_counter(), 0
     for index, batch in enumerate(images.batch(batch_size)):
         began = time.perf_counter()
         index_seed = tf.constant([batch_seed(seed, index), 0])
-        values.append(np.asarray(iwae(batch, num_samples, index_seed, chunk_size)))
+        for name, bound in iwae_bounds(batch, num_samples, index_seed, chunk_size).items():
+            values[name].append(np.asarray(bound))
         console.step_done(time.perf_counter() - began, len(batch))
         done += len(batch)
-        console.progress(done, f"log p(x) >= {np.concatenate(values).mean():.2f} nats",
+        console.progress(done, f"log p(x) >= {np.concatenate(values[own]).mean():.2f} nats",
                          force=done == total)
     console.close()
-    values = np.concatenate(values).astype(np.float64)
+    dims = int(np.prod(model.config.image_shape))
+    figures_by_convention = {name: _summary(np.concatenate(parts), dims)
+                             for name, parts in values.items()}
+    report = {"num_examples": int(sum(len(part) for part in values[own])),
+              "num_samples": num_samples, **figures_by_convention[own],
+              "seconds": time.perf_counter() - start}
+    if len(figures_by_convention) > 1:
+        report["likelihood_convention"] = own
+        report["by_convention"] = figures_by_convention
+    return report
+
+
+def _summary(values, dims: int) -> dict:
+    """Mean and standard error of per-image log-likelihoods in nats and bits/dim."""
+    values = values.astype(np.float64)
     if not np.isfinite(values).all():
         raise EvaluationError("The model gave non-finite log-likelihoods; is the "
                               "checkpoint damaged?")
-    dims = int(np.prod(model.config.image_shape))
     stderr = values.std(ddof=1) / np.sqrt(len(values)) if len(values) > 1 else float("nan")
-    return {"num_examples": len(values), "num_samples": num_samples,
-            "log_likelihood_nats": float(values.mean()), "stderr_nats": float(stderr),
+    return {"log_likelihood_nats": float(values.mean()), "stderr_nats": float(stderr),
             "bits_per_dim": float(nats_to_bits_per_dim(values.mean(), dims)),
-            "stderr_bits_per_dim": float(stderr / (dims * np.log(2.0))),
-            "seconds": time.perf_counter() - start}
+            "stderr_bits_per_dim": float(stderr / (dims * np.log(2.0)))}
 
 
 def healing(model, num_samples: int = 100, seed: int = 0) -> dict:

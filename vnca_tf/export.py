@@ -12,7 +12,8 @@ random seed):
 * ``encode``: images -> mean, scale (float32, the posterior q(z|x));
 * ``decode``: latents, seed -> means (float32), samples (uint8);
 * ``log_likelihood``: images, k (int32), seed -> log_likelihood (float32, the
-  IWAE-k bound in nats per image);
+  IWAE-k bound in nats per image; RGB models also give it in each bin
+  convention, log_likelihood_pixelcnn and log_likelihood_exact);
 * ``grow``: latents, seed -> frames (float32, (T, B, H, W, C) mean images of
   every step of growth);
 * ``damage_recovery`` (non-doubling VNCA): latents, seed -> grown, damaged,
@@ -144,8 +145,12 @@ class ServingModule(tf.Module):
 
     def _log_likelihood(self, images, k, seed):
         images = self._checked_images(images)
-        return {"log_likelihood": self.model.iwae(images, k, seed=_seed_pair(seed),
-                                                  chunk_size=_CHUNK)}
+        bounds = self.model.iwae_bounds(images, k, seed=_seed_pair(seed), chunk_size=_CHUNK)
+        conventions = self.model.likelihood.conventions
+        outputs = {"log_likelihood": bounds[conventions[0]]}
+        if len(conventions) > 1:
+            outputs.update({f"log_likelihood_{name}": bounds[name] for name in conventions})
+        return outputs
 
     def _grow(self, latents, seed):
         frames = self.model.growth_frames(self._checked_latents(latents), seed=_seed_pair(seed))
@@ -287,13 +292,23 @@ class LoadedModel:
         return self.signatures[name]
 
     def iwae(self, images, num_samples: int = 128, seed=0, chunk_size: int = _CHUNK):
-        """VAE.iwae through the log_likelihood signature, which decodes
+        """VAE.iwae through the log_likelihood signature."""
+        return self.iwae_bounds(images, num_samples, seed, chunk_size)[
+            self.likelihood.conventions[0]]
+
+    def iwae_bounds(self, images, num_samples: int = 128, seed=0,
+                    chunk_size: int = _CHUNK) -> dict:
+        """VAE.iwae_bounds through the log_likelihood signature, which decodes
         ``_CHUNK`` importance samples at a time (another chunk_size is an error,
-        not ignored)."""
+        not ignored); an export older than the conventions gives its own only."""
         if chunk_size != _CHUNK:
             raise ValueError(f"An exported model decodes {_CHUNK} importance samples at a "
                              f"time; chunk_size={chunk_size} needs a checkpoint "
                              "(--model_dir).")
-        return self.signatures["log_likelihood"](
+        out = self.signatures["log_likelihood"](
             images=tf.cast(images, tf.float32), k=tf.constant(num_samples),
-            seed=self._seed(seed))["log_likelihood"]
+            seed=self._seed(seed))
+        bounds = {self.likelihood.conventions[0]: out["log_likelihood"]}
+        bounds.update({name: out[f"log_likelihood_{name}"] for name in self.likelihood.conventions
+                       if f"log_likelihood_{name}" in out})
+        return bounds

@@ -3,13 +3,17 @@
 Binary images: an Independent Bernoulli whose logits are cell channel 0.
 8-bit RGB: the PixelCNN++ discretized logistic mixture (Salimans et al., 2017)
 read from the first 10 * num_mixtures channels, built from TFP as a
-MixtureSameFamily of quantized Logistics. Images are NHWC; binary values are
-0/1, 8-bit values the exact integers 0..255 (in any real or integer dtype).
+MixtureSameFamily of binned Logistics, its bins measured in one of two
+conventions: "pixelcnn" (PixelCNN++'s and the authors', in which the paper's
+bits/dim are reported) or "exact". Images are NHWC; binary values are 0/1,
+8-bit values the exact integers 0..255 (in any real or integer dtype).
 """
 
 import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
+
+from vnca_tf.configs import LIKELIHOOD_CONVENTIONS
 
 tfd = tfp.distributions
 
@@ -51,20 +55,97 @@ class QuantizedLogistic(tfd.QuantizedDistribution):
         return tf.where(wide, logistic.log_prob(y - 0.5), exact)
 
 
+class PixelCNNBinnedLogistic(tfd.Distribution):
+    """A logistic over the 256 pixel values as PixelCNN++ bins it (the authors'
+    ``discretized_mix_logistic_loss``, the convention of every published
+    bits/dim): the log mass of integer k, from the logistic's ``loc`` and
+    ``log_scale`` on the [-1, 1] scale, with x = k / 255 * 2 - 1, s =
+    exp(log_scale) and F the logistic's CDF (a sigmoid)::
+
+        k = 0:    log F((x - loc + 1/255) / s)              (the CDF's tail)
+        k = 255:  log (1 - F((x - loc - 1/255) / s))        (the survival tail)
+        else:     log (F((x - loc + 1/255) / s) - F((x - loc - 1/255) / s))
+                  where that float32 difference is > 1e-5, else the log density
+                  at the bin centre minus log(127.5): m - log s - 2 softplus(m)
+                  - log(127.5), m = (x - loc) / s.
+
+    Computed in the authors' order of float32 operations, the sigmoid as
+    PyTorch computes it, 1 / (1 + exp(-t)), and exp correctly rounded (see
+    ``_correctly_rounded``), so that the same pixels take the low-mass branch
+    and the difference of two sigmoids cancels as theirs did. Only
+    ``log_prob`` is defined: samples and means come from the exact bins (the
+    convention does not change them).
+    """
+
+    def __init__(self, loc, log_scale, validate_args=False, allow_nan_stats=True,
+                 name="PixelCNNBinnedLogistic"):
+        parameters = dict(locals())
+        with tf.name_scope(name) as name:
+            self._loc = tf.convert_to_tensor(loc)
+            self._log_scale = tf.convert_to_tensor(log_scale, self._loc.dtype)
+            super().__init__(dtype=self._loc.dtype,
+                             reparameterization_type=tfd.NOT_REPARAMETERIZED,
+                             validate_args=validate_args, allow_nan_stats=allow_nan_stats,
+                             parameters=parameters, name=name)
+
+    @classmethod
+    def _parameter_properties(cls, dtype, num_classes=None):
+        return dict(loc=tfp.util.ParameterProperties(),
+                    log_scale=tfp.util.ParameterProperties())
+
+    def _event_shape(self):
+        return tf.TensorShape([])
+
+    def _event_shape_tensor(self):
+        return tf.constant([], dtype=tf.int32)
+
+    def _log_prob(self, k):
+        x = _to_unit_range(tf.cast(k, self.dtype))
+        centered = x - self._loc
+        inverse_scale = _correctly_rounded(tf.exp, -self._log_scale)
+        upper = inverse_scale * (centered + 1.0 / 255.0)
+        lower = inverse_scale * (centered - 1.0 / 255.0)
+        mass = (1.0 / (1.0 + _correctly_rounded(tf.exp, -upper))
+                - 1.0 / (1.0 + _correctly_rounded(tf.exp, -lower)))
+        middle = inverse_scale * centered
+        log_density_mid = middle - self._log_scale - 2.0 * tf.nn.softplus(middle)
+        interior = tf.where(mass > 1e-5, tf.math.log(tf.maximum(mass, 1e-12)),
+                            log_density_mid - np.log(_HALF_RANGE).astype(np.float32))
+        return tf.where(x < -0.999, upper - tf.nn.softplus(upper),
+                        tf.where(x > 0.999, -tf.nn.softplus(lower), interior))
+
+
+def _correctly_rounded(function, values):
+    """``function`` (tf.exp, tf.tanh) of float32 ``values`` computed in float64
+    and rounded once, as PyTorch's kernels give it; TensorFlow's float32
+    approximations are an ulp off, which the authors' cancelling differences
+    and their 1e-5 threshold magnify (to 3e-5 of a pixel's log-probability)."""
+    return tf.cast(function(tf.cast(values, tf.float64)), values.dtype)
+
+
+def _to_unit_range(values):
+    """Pixel values 0..255 -> [-1, 1], as the authors compute it (x / 255 * 2 - 1)."""
+    return values / 255.0 * 2.0 - 1.0
+
+
 class DiscretizedLogisticMixture(tfd.Distribution):
     """The PixelCNN++ mixture of discretized logistics over one RGB pixel.
 
     ``params`` (..., 10 * n) holds, in PixelCNN++ order: n mixture logits, then
     for each of R, G, B: n means, n log-scales and n raw coupling coefficients,
     all on PixelCNN++'s [-1, 1] scale. The coupling (tanh of the raw values)
-    shifts the means of G by c0 * R and of B by c1 * R + c2 * G. Each channel is
-    a Logistic quantized to the 256 integer bins [k - 0.5, k + 0.5], with the 0
-    and 255 bins open-ended, so the 256^3 probabilities of a pixel sum to one.
-    Event shape [3]; values are integers 0..255.
+    shifts the means of G by c0 * R and of B by c1 * R + c2 * G. Event shape
+    [3]; values are integers 0..255.
+
+    ``convention`` says how a channel's bins are measured: "exact" (each of
+    the 256 integer bins [k - 0.5, k + 0.5] of a quantized Logistic, the 0 and
+    255 bins open-ended, so the 256^3 probabilities of a pixel sum to one), or
+    "pixelcnn" (PixelCNNBinnedLogistic: the authors' and PixelCNN++'s form,
+    the convention of the paper's bits/dim). Samples are the same for both.
     """
 
-    def __init__(self, params, validate_args=False, allow_nan_stats=True,
-                 name="DiscretizedLogisticMixture"):
+    def __init__(self, params, convention="exact", validate_args=False,
+                 allow_nan_stats=True, name="DiscretizedLogisticMixture"):
         parameters = dict(locals())
         with tf.name_scope(name):
             self._params = tf.convert_to_tensor(params)
@@ -72,6 +153,10 @@ class DiscretizedLogisticMixture(tfd.Distribution):
                 raise ValueError(
                     "The logistic mixture needs 10 parameters per component in the "
                     f"last axis, got shape {self._params.shape}.")
+            if convention not in LIKELIHOOD_CONVENTIONS:
+                raise ValueError(f"Unknown convention {convention!r}; use one of "
+                                 f"{', '.join(LIKELIHOOD_CONVENTIONS)}.")
+            self._convention = convention
             super().__init__(dtype=self._params.dtype,
                              reparameterization_type=tfd.NOT_REPARAMETERIZED,
                              validate_args=validate_args,
@@ -85,6 +170,10 @@ class DiscretizedLogisticMixture(tfd.Distribution):
     @property
     def num_mixtures(self) -> int:
         return self._params.shape[-1] // 10
+
+    @property
+    def convention(self) -> str:
+        return self._convention
 
     def _event_shape(self):
         return tf.TensorShape([3])
@@ -100,12 +189,12 @@ class DiscretizedLogisticMixture(tfd.Distribution):
                           tf.concat([tf.shape(self._params)[:-1], [3, 3 * n]], 0))
         means = rest[..., :n]
         log_scales = tf.maximum(rest[..., n:2 * n], LOG_SCALE_MIN)
-        coefficients = tf.tanh(rest[..., 2 * n:])
+        coefficients = _correctly_rounded(tf.tanh, rest[..., 2 * n:])
         return logits, means, log_scales, coefficients
 
     @staticmethod
     def _channel(mean, log_scale):
-        """One channel's quantized Logistic over the integers 0..255."""
+        """One channel's quantized Logistic over the integers 0..255 (exact bins)."""
         return QuantizedLogistic(
             tfd.Logistic(loc=(mean + 1.0) * _HALF_RANGE - 0.5,
                          scale=tf.exp(log_scale) * _HALF_RANGE),
@@ -114,16 +203,20 @@ class DiscretizedLogisticMixture(tfd.Distribution):
     def _log_prob(self, x):
         logits, means, log_scales, coefficients = self._split()
         x = tf.cast(x, self.dtype)
-        scaled = x / _HALF_RANGE - 1.0
+        scaled = _to_unit_range(x)
         red, green = scaled[..., 0:1], scaled[..., 1:2]
+        # The coupled means, added up in the authors' order.
         green_shift = coefficients[..., 0, :] * red
-        blue_shift = coefficients[..., 1, :] * red + coefficients[..., 2, :] * green
-        coupled = means + tf.stack([tf.zeros_like(green_shift), green_shift, blue_shift],
-                                   axis=-2)  # (..., 3, n)
-        components = tfd.Independent(
-            self._channel(tf.linalg.matrix_transpose(coupled),
-                          tf.linalg.matrix_transpose(log_scales)),
-            reinterpreted_batch_ndims=1)
+        coupled = tf.stack([means[..., 0, :] + tf.zeros_like(green_shift),
+                            means[..., 1, :] + green_shift,
+                            means[..., 2, :] + coefficients[..., 1, :] * red
+                            + coefficients[..., 2, :] * green], axis=-2)  # (..., 3, n)
+        coupled, log_scales = (tf.linalg.matrix_transpose(t) for t in (coupled, log_scales))
+        if self._convention == "pixelcnn":
+            channels = PixelCNNBinnedLogistic(coupled, log_scales)
+        else:
+            channels = self._channel(coupled, log_scales)
+        components = tfd.Independent(channels, reinterpreted_batch_ndims=1)
         mixture = tfd.MixtureSameFamily(tfd.Categorical(logits=logits), components)
         return mixture.log_prob(x)
 
@@ -139,7 +232,7 @@ class DiscretizedLogisticMixture(tfd.Distribution):
         def draw(channel, shift, channel_seed):
             value = self._channel(means[..., channel] + shift,
                                   log_scales[..., channel]).sample(seed=channel_seed)
-            return value, value / _HALF_RANGE - 1.0
+            return value, _to_unit_range(value)
 
         red, red_scaled = draw(0, 0.0, red_seed)
         green, green_scaled = draw(1, coefficients[..., 0] * red_scaled, green_seed)
@@ -148,18 +241,38 @@ class DiscretizedLogisticMixture(tfd.Distribution):
         return tf.stack([red, green, blue], axis=-1)
 
 
-class BernoulliLikelihood:
+class Likelihood:
+    """What a model needs of p(x|z): ``distribution(cells, convention)``, and the
+    log-probabilities of images in each of ``conventions`` (the measures the
+    likelihood can be reported in, its own first)."""
+
+    conventions = ()
+
+    def distribution(self, cells, convention=None) -> tfd.Distribution:
+        raise NotImplementedError
+
+    def log_probs(self, cells, images) -> dict:
+        """{convention: log p(images|cells)} for each of ``conventions``; the
+        cells are read once."""
+        return {name: self.distribution(cells, name).log_prob(images)
+                for name in self.conventions}
+
+
+class BernoulliLikelihood(Likelihood):
     """Binary images (values 0/1): Independent Bernoulli, logits = cell channel 0."""
 
     cell_channels = 1
     max_value = 1.0
     binary = True
+    conventions = ("bernoulli",)  # One measure: a Bernoulli has no choice.
 
     def encoder_input(self, images):
         """What the encoder sees: the 0/1 images as they are (either scaling)."""
         return images
 
-    def distribution(self, cells) -> tfd.Distribution:
+    def distribution(self, cells, convention=None) -> tfd.Distribution:
+        """p(x|cells); ``convention`` is for the logistic mixture (unused here)."""
+        del convention
         logits = tf.cast(cells[..., :1], tf.float32)
         return tfd.Independent(tfd.Bernoulli(logits=logits, dtype=tf.float32),
                                reinterpreted_batch_ndims=3)
@@ -178,18 +291,26 @@ class BernoulliLikelihood:
                     "likelihood; binarize the images first.")
 
 
-class LogisticMixtureLikelihood:
-    """8-bit RGB (integers 0..255): PixelCNN++ discretized logistic mixture."""
+class LogisticMixtureLikelihood(Likelihood):
+    """8-bit RGB (integers 0..255): PixelCNN++ discretized logistic mixture,
+    its bins in ``convention`` ("pixelcnn" or "exact"; see
+    DiscretizedLogisticMixture); ``conventions`` lists it first, then the other."""
 
     max_value = 255.0
     binary = False
 
     def __init__(self, num_mixtures: int = 1, num_mean_samples: int = 100,
-                 encoder_input: str = "likelihood_scale"):
+                 encoder_input: str = "likelihood_scale", convention: str = "pixelcnn"):
+        if convention not in LIKELIHOOD_CONVENTIONS:
+            raise ValueError(f"Unknown likelihood convention {convention!r}; use one of "
+                             f"{', '.join(LIKELIHOOD_CONVENTIONS)}.")
         self.num_mixtures = num_mixtures
         self.cell_channels = 10 * num_mixtures
         self.num_mean_samples = num_mean_samples
         self.encoder_scaling = encoder_input
+        self.convention = convention
+        self.conventions = (convention,) + tuple(
+            other for other in LIKELIHOOD_CONVENTIONS if other != convention)
 
     def encoder_input(self, images):
         """What the encoder sees: float images 0..255 on the mixture's [-1, 1]
@@ -197,12 +318,14 @@ class LogisticMixtureLikelihood:
         for ``encoder_input="unit_interval"``."""
         if self.encoder_scaling == "unit_interval":
             return images / self.max_value
-        return images / self.max_value * 2.0 - 1.0
+        return _to_unit_range(images)
 
-    def distribution(self, cells) -> tfd.Distribution:
+    def distribution(self, cells, convention=None) -> tfd.Distribution:
+        """p(x|cells), its bins in ``convention`` (default: the likelihood's)."""
         params = tf.cast(cells[..., :self.cell_channels], tf.float32)
-        return tfd.Independent(DiscretizedLogisticMixture(params),
-                               reinterpreted_batch_ndims=2)
+        return tfd.Independent(
+            DiscretizedLogisticMixture(params, convention or self.convention),
+            reinterpreted_batch_ndims=2)
 
     def mean_image(self, distribution, seed=None):
         """The average of ``num_mean_samples`` samples, scaled to [0, 1].
@@ -227,4 +350,5 @@ def make_likelihood(config):
     """The likelihood a ModelConfig names."""
     if config.likelihood == "bernoulli":
         return BernoulliLikelihood()
-    return LogisticMixtureLikelihood(config.num_mixtures, encoder_input=config.encoder_input)
+    return LogisticMixtureLikelihood(config.num_mixtures, encoder_input=config.encoder_input,
+                                     convention=config.likelihood_convention)

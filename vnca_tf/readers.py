@@ -14,6 +14,8 @@ from typing import List, Optional, Sequence
 
 import numpy as np
 
+from vnca_tf import torch_random
+
 
 class DataError(ValueError):
     """Missing, corrupt or inconsistent data files."""
@@ -148,13 +150,17 @@ NOTO_SPLIT_SEED = 0
 
 
 def noto_emoji_split(folder: str, split: str) -> List[str]:
-    """PNG paths of a Noto Emoji split: a fixed seeded 20% of the sorted file
-    names is the test set, the rest the training set."""
+    """PNG paths of a Noto Emoji split, drawn as the authors' ``NotoEmoji.
+    train_val_split`` draws it: ``random_split`` of the images into the first
+    80% and the last 20% (the test set) of ``torch.randperm`` with a generator
+    seeded 0 (vnca_tf.torch_random). Their images were listed by ``glob``, in
+    the file system's order, which cannot be reproduced; here they are sorted
+    by file name, so the split is the authors' over that order."""
     paths = sorted(os.path.join(folder, name) for name in os.listdir(folder)
                    if name.endswith(".png"))
     if not paths:
         raise DataError(f"No .png files in {folder}.")
-    order = np.random.default_rng(NOTO_SPLIT_SEED).permutation(len(paths))
     num_test = int(len(paths) * NOTO_TEST_FRACTION)
-    chosen = order[:num_test] if split == "test" else order[num_test:]
-    return [paths[i] for i in sorted(chosen)]
+    train, test = torch_random.random_split(len(paths), [len(paths) - num_test, num_test],
+                                            NOTO_SPLIT_SEED)
+    return [paths[i] for i in sorted(test if split == "test" else train)]

@@ -81,12 +81,11 @@ def check_resumable(model_dir: str, preset: configs.Preset) -> None:
                              "folder (new or of this run) for the run's checkpoints.")
     if not os.path.isfile(os.path.join(model_dir, CONFIG_FILE)):
         return
-    saved = read_config(model_dir)
-    wanted = json.loads(json.dumps(dataclasses.asdict(preset.model)))
-    if saved.get("model") != wanted or saved.get("dataset") != preset.dataset:
+    saved = read_preset(model_dir)
+    if saved.model != preset.model or saved.dataset != preset.dataset:
         raise RunFolderError(
-            f"{model_dir} holds a run of another model ({saved.get('name')} on "
-            f"{saved.get('dataset')}); pick a new --model_dir to train {preset.name}.")
+            f"{model_dir} holds a run of another model ({saved.name} on "
+            f"{saved.dataset}); pick a new --model_dir to train {preset.name}.")
 
 
 def checkpoint_paths(model_dir: str, which: str = "latest") -> List[str]:

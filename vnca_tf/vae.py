@@ -201,7 +201,15 @@ class VAE(keras.Model):
         return self.negative_elbo(images)["loss"]
 
     def iwae(self, images, num_samples=128, seed=None, chunk_size: int = 16):
-        """The importance-weighted bound on log p(x) (Burda et al.), nats per image.
+        """The importance-weighted bound on log p(x) (Burda et al.), nats per
+        image, in the likelihood's own convention (see ``iwae_bounds``)."""
+        bounds = self.iwae_bounds(images, num_samples, seed, chunk_size)
+        return bounds[self.likelihood.conventions[0]]
+
+    def iwae_bounds(self, images, num_samples=128, seed=None, chunk_size: int = 16) -> dict:
+        """The importance-weighted bound on log p(x) (Burda et al.), nats per image,
+        in each of the likelihood's conventions ({name: (B,)}; the logistic
+        mixture's "pixelcnn" and "exact"), from the same importance samples.
 
         log (1/k) sum_i p(x|z_i) p(z_i) / q(z_i|x), z_i ~ q(z|x), k = num_samples
         (an int, or a scalar tensor, e.g. in a SavedModel signature). All k latents
@@ -223,25 +231,35 @@ class VAE(keras.Model):
         z = posterior.sample(num_samples, seed=z_seed)  # (k, B, Z)
         num_chunks = (num_samples + chunk_size - 1) // chunk_size
         padded = tf.pad(z, [[0, num_chunks * chunk_size - num_samples], [0, 0], [0, 0]])
+        conventions = self.likelihood.conventions
 
         def chunk(i, chunks):
             start = i * chunk_size
             chunk_seed = tf.random.experimental.stateless_fold_in(decode_seed, start)
-            return i + 1, chunks.write(i, self._log_likelihood(
-                images, padded[start:start + chunk_size], chunk_seed))
+            log_likelihoods = self._log_likelihoods(
+                images, padded[start:start + chunk_size], chunk_seed)
+            return i + 1, chunks.write(i, tf.stack([log_likelihoods[name]
+                                                    for name in conventions]))
 
         chunks = tf.TensorArray(tf.float32, size=num_chunks)
         _, chunks = tf.while_loop(lambda i, c: i < num_chunks, chunk, (0, chunks),
                                   maximum_iterations=num_chunks)
-        log_likelihoods = tf.reshape(chunks.stack(), [-1, tf.shape(images)[0]])[:num_samples]
-        log_weights = log_likelihoods + self.prior.log_prob(z) - posterior.log_prob(z)
-        return (tf.reduce_logsumexp(log_weights, axis=0)
-                - tf.math.log(tf.cast(num_samples, tf.float32)))
+        # (chunks, conventions, chunk, B) -> (conventions, k, B)
+        stacked = tf.transpose(chunks.stack(), [1, 0, 2, 3])
+        log_likelihoods = tf.reshape(stacked, [len(conventions), -1,
+                                               tf.shape(images)[0]])[:, :num_samples]
+        log_ratios = self.prior.log_prob(z) - posterior.log_prob(z)
+        log_k = tf.math.log(tf.cast(num_samples, tf.float32))
+        return {name: tf.reduce_logsumexp(log_likelihoods[index] + log_ratios, axis=0) - log_k
+                for index, name in enumerate(conventions)}
 
-    def _log_likelihood(self, images, z, seed):
-        """log p(x|z) for latents z (k, B, Z) and images (B, H, W, C): (k, B)."""
+    def _log_likelihoods(self, images, z, seed) -> dict:
+        """log p(x|z) in each of the likelihood's conventions, for latents z
+        (k, B, Z) and images (B, H, W, C): {name: (k, B)}."""
         k, batch = tf.shape(z)[0], tf.shape(z)[1]
         flat_images = tf.reshape(tf.tile(images[None], [k, 1, 1, 1, 1]),
                                  tf.concat([[-1], tf.shape(images)[1:]], 0))
         flat_z = tf.reshape(z, [-1, self.config.latent_size])
-        return tf.reshape(self.decode(flat_z, seed).log_prob(flat_images), [k, batch])
+        cells = self.decode_cells(flat_z, seed)
+        return {name: tf.reshape(log_prob, [k, batch])
+                for name, log_prob in self.likelihood.log_probs(cells, flat_images).items()}
