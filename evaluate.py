@@ -13,6 +13,7 @@ damage_recovery, damage_during_growth).
 """
 
 import os
+import time
 
 from absl import app, flags, logging
 
@@ -50,6 +51,17 @@ flags.DEFINE_integer("tsne_examples", 5000, "Test encodings in the t-SNE figure.
 FLAGS = flags.FLAGS
 
 
+def _header(preset, source: str) -> str:
+    """What is measured, on what, in one line."""
+    which = "" if FLAGS.saved_model else f", {FLAGS.checkpoint} checkpoint"
+    images = (f"the first {FLAGS.max_examples:,} images" if FLAGS.max_examples
+              else "every image")
+    what = ("figures only" if FLAGS.skip_likelihood else
+            f"IWAE-{FLAGS.num_samples} on {images}, {FLAGS.batch_size} a batch")
+    return (f"Evaluating {source} ({preset.name}{which}) on {FLAGS.dataset or preset.dataset} "
+            f"{FLAGS.split}: {what}")
+
+
 def main(argv):
     del argv
     logging.set_verbosity(logging.WARNING)
@@ -57,7 +69,7 @@ def main(argv):
         return cli.error("Give one of --model_dir (a folder written by train.py) and "
                          "--saved_model (an exported version folder).")
     cli.start_tensorflow()
-    from vnca_tf import data, evaluation, figures, run_folder
+    from vnca_tf import data, evaluation, faults, figures, run_folder
     from vnca_tf.readers import DataError
 
     source = os.path.normpath(FLAGS.saved_model) if FLAGS.saved_model else FLAGS.model_dir
@@ -67,14 +79,19 @@ def main(argv):
         if not FLAGS.skip_likelihood:  # Before the hours of work, not after.
             evaluation.check_replaceable(os.path.join(output_dir, "results.json"),
                                          FLAGS.max_examples)
+        print(_header(evaluation.read_preset_of(FLAGS.model_dir, FLAGS.saved_model), source),
+              flush=True)
         if FLAGS.saved_model:
             model, preset = evaluation.load_saved_model(source)
             training = model.training
         else:
             model, preset, training = run_folder.restore(FLAGS.model_dir, FLAGS.checkpoint)
         names = figures.applicable(model) if FLAGS.figures == ["all"] else FLAGS.figures
+        began = time.perf_counter()
         images = evaluation.test_images(preset, FLAGS.split, FLAGS.data_dir,
                                         FLAGS.data_source, FLAGS.dataset)
+        print(f"Loaded {int(images.cardinality()):,} {FLAGS.split} images in "
+              f"{time.perf_counter() - began:.1f} s", flush=True)
         if not FLAGS.skip_likelihood:
             report = evaluation.report_header(preset, FLAGS.split, source, training)
             report.update(evaluation.log_likelihood(
@@ -83,7 +100,8 @@ def main(argv):
             report["subset"] = bool(FLAGS.max_examples)
             if model.damage_kind == "damage_recovery":
                 report["healing"] = evaluation.healing(model, seed=FLAGS.seed)
-            path = evaluation.write_report(report, os.path.join(output_dir, "results.json"))
+            with faults.doing(f"Writing {output_dir}/results.json"):
+                path = evaluation.write_report(report, os.path.join(output_dir, "results.json"))
             subset = " (a subset: --max_examples)" if FLAGS.max_examples else ""
             print(f"\nlog p(x) >= {report['log_likelihood_nats']:.2f} ± "
                   f"{report['stderr_nats']:.2f} nats = {report['bits_per_dim']:.4f} bits/dim "
@@ -110,14 +128,18 @@ def main(argv):
             baseline = None
             if FLAGS.baseline_dir:
                 baseline, _, _ = run_folder.restore(FLAGS.baseline_dir, FLAGS.checkpoint)
-            paths = evaluation.draw_figures(model, [n for n in names if n != "tsne"], batch,
-                                            output_dir, baseline=baseline, seed=FLAGS.seed)
-            if "tsne" in names:
-                paths.update(evaluation.draw_figures(model, ["tsne"], tsne_images, output_dir,
-                                                     labels=labels, seed=FLAGS.seed))
+            with faults.doing(f"Drawing the figures into {output_dir}"):
+                paths = evaluation.draw_figures(model, [n for n in names if n != "tsne"],
+                                                batch, output_dir, baseline=baseline,
+                                                seed=FLAGS.seed)
+                if "tsne" in names:
+                    paths.update(evaluation.draw_figures(model, ["tsne"], tsne_images,
+                                                         output_dir, labels=labels,
+                                                         seed=FLAGS.seed))
             for name, path in paths.items():
                 print(f"{name}: {path}")
-    except (evaluation.EvaluationError, run_folder.RunFolderError, DataError) as error:
+    except (evaluation.EvaluationError, run_folder.RunFolderError, DataError,
+            faults.FaultError) as error:
         return cli.error(str(error))
     return 0
 

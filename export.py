@@ -58,7 +58,7 @@ def main(argv):
         return cli.error("Give --export_dir (a SavedModel) or --tfjs (the browser's "
                          "graphs), or both.")
     cli.start_tensorflow()
-    from vnca_tf import evaluation, export, run_folder, tfjs
+    from vnca_tf import evaluation, export, faults, run_folder, tfjs
 
     try:
         if FLAGS.saved_model:
@@ -69,7 +69,8 @@ def main(argv):
             model, preset, training = run_folder.restore(FLAGS.model_dir, FLAGS.checkpoint)
             results = os.path.join(evaluation.default_output_dir(FLAGS.model_dir),
                                    "results.json")
-        with tempfile.TemporaryDirectory() as scratch:
+        with tempfile.TemporaryDirectory() as scratch, faults.doing(
+                f"Writing the SavedModel to {FLAGS.export_dir or scratch}"):
             path = export.export(model, preset, FLAGS.export_dir or scratch, FLAGS.version,
                                  training)
             if FLAGS.export_dir:
@@ -79,8 +80,8 @@ def main(argv):
                                         tfjs.CONVERTER, _results(results))
                 print(f"Wrote the browser graphs of {preset.name} (step "
                       f"{training.get('steps')}) to {os.path.dirname(manifest)}")
-    except (run_folder.RunFolderError, FileExistsError, FileNotFoundError, RuntimeError,
-            ValueError) as error:
+    except (run_folder.RunFolderError, faults.FaultError, FileExistsError, FileNotFoundError,
+            RuntimeError, ValueError) as error:
         return cli.error(str(error))
     return 0
 

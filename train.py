@@ -16,7 +16,7 @@ import sys
 
 from absl import app, flags, logging
 
-from vnca_tf import cli, configs
+from vnca_tf import cli, configs, stopping
 
 flags.DEFINE_string("dataset", None, "binarized_mnist (or mnist), celeb_a or noto_emoji: "
                     "trains the paper's preset for it.")
@@ -44,6 +44,8 @@ flags.DEFINE_bool("recompute", False, "Recompute each NCA step in backprop inste
 flags.DEFINE_integer("microbatches", 1, "Split each replica's batch into this many parts "
                      "and sum their gradients: the same update in less memory.")
 flags.DEFINE_bool("deterministic", False, "Enable TensorFlow op determinism.")
+flags.DEFINE_float("worker_timeout", 600.0, "Multi-worker runs: seconds to wait for every "
+                   "worker of TF_CONFIG's cluster to join before giving up.", lower_bound=1.0)
 _TRAIN_FLAGS = {
     "num_steps": (flags.DEFINE_integer, "Number of training steps."),
     "batch_size": (flags.DEFINE_integer, "Global batch size (over all replicas)."),
@@ -58,6 +60,7 @@ _TRAIN_FLAGS = {
     "checkpoint_every": (flags.DEFINE_integer, "Steps between checkpoints."),
     "checkpoint_minutes": (flags.DEFINE_float, "Minutes of training after which a "
                            "checkpoint is also written."),
+    "log_minutes": (flags.DEFINE_float, "Minutes after which scalars are also written."),
     "max_nonfinite": (flags.DEFINE_integer, "Non-finite updates in a row that stop the run."),
     "pool_damaged": (flags.DEFINE_float, "Fraction of the pooled half of each batch that "
                      "is damaged (pool training)."),
@@ -125,6 +128,7 @@ def main(argv):
         for preset in configs.PRESETS.values():
             print(f"{preset.name:<20} {preset.dataset:<16} {preset.description}")
         return 0
+    stopper = stopping.Stopper().install()  # Before TensorFlow starts its threads.
     try:
         preset = resolve_preset()
     except ValueError as error:
@@ -132,14 +136,15 @@ def main(argv):
     model_dir = FLAGS.model_dir or os.path.join("runs", preset.name)
 
     tf = cli.start_tensorflow()  # After flag parsing: --help stays fast.
-    from vnca_tf import distribution, run_folder, training
+    from vnca_tf import distribution, faults, run_folder, run_lock, training
     from vnca_tf.readers import DataError
 
     try:
         run_folder.check_resumable(model_dir, preset)
         if FLAGS.deterministic:
             tf.config.experimental.enable_op_determinism()
-        strategy = distribution.choose_strategy(FLAGS.strategy)
+        strategy = distribution.choose_strategy(FLAGS.strategy, FLAGS.worker_timeout)
+        stopper.listen()  # After a cluster's wait, which vnca_tf.cluster_watch minds.
         run = {"command": shlex.join(["python", "train.py", *sys.argv[1:]]),
                "model_dir": model_dir, "strategy": distribution.strategy_name(strategy),
                "replicas": strategy.num_replicas_in_sync, "data_source": FLAGS.data_source,
@@ -153,24 +158,43 @@ def main(argv):
                                    microbatches=FLAGS.microbatches)
     except ValueError as error:  # Flags that do not fit together, the machine or the folder.
         return cli.error(str(error))
-    if trainer.chief:
-        print(summary(preset, run))
+    lock = run_lock.RunLock(model_dir) if trainer.chief else None
     try:
-        trainer.prepare()  # Data and checkpoints first: a failed start makes no folder.
+        if lock is not None:  # One live run per folder: the chief holds it.
+            with faults.doing(f"Taking the run's folder {model_dir}"):
+                taken_over = lock.acquire()
+            stopper.on_quit(lambda: lock.release(remove_empty_folder=True))
+            if taken_over:
+                cli.warn(taken_over)
         if trainer.chief:
-            run_folder.save_config(model_dir, preset, run)
-        metrics = trainer.train()
-    except (DataError, run_folder.RunFolderError) as error:
+            print(summary(preset, run), flush=True)
+        start = trainer.restore()
+        if start >= preset.train.num_steps:
+            print(f"{model_dir} is already at step {start:,} of --num_steps="
+                  f"{preset.train.num_steps:,}: nothing to do (config.json unchanged).")
+            return 0
+        trainer.prepare()  # The data before anything is written: a failed start makes no folder.
+        if trainer.chief:
+            with faults.doing(f"Writing {model_dir}/config.json"):
+                run_folder.save_config(model_dir, preset, run)
+        metrics = trainer.train(stop=stopper)
+    except (DataError, run_folder.RunFolderError, run_lock.LockedError) as error:
         return cli.error(str(error))
+    except faults.FaultError as fault:
+        last = trainer.last_checkpoint()
+        return cli.error(f"{fault} " + (
+            f"The last intact checkpoint is {last}; once that is fixed, run the same "
+            "command to resume from it." if last else "No checkpoint had been written yet."))
     except training.NonFiniteError as error:
         print(f"\nStopped: {error}", file=sys.stderr)
         return 3
-    except KeyboardInterrupt:
-        last = trainer.manager.latest_checkpoint
-        where = (f"the last checkpoint is {last}. Run the same command to resume." if last
-                 else "no checkpoint was written yet; the same command starts afresh.")
-        print(f"\nInterrupted at step {int(trainer.step.numpy())}; {where}", file=sys.stderr)
-        return 130
+    except training.Stopped as stopped:
+        print(f"Stopped by {stopper.signal_name} after step {stopped.step:,}: checkpoint "
+              f"{stopped.checkpoint}. Run the same command to resume.", file=sys.stderr)
+        return stopper.exit_code
+    finally:
+        if lock is not None:
+            lock.release(remove_empty_folder=True)
     print(f"Done: step {int(trainer.step.numpy())}, loss {metrics.get('loss', float('nan')):.4f}; "
           f"checkpoints in {trainer.manager.directory}.")
     return 0

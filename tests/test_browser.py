@@ -10,6 +10,7 @@ skipped, except under CI (CI=true), where that is a failure.
 
 import base64
 import io
+import json
 import os
 import shutil
 import threading
@@ -28,7 +29,7 @@ from selenium.webdriver.common.action_chains import ActionChains  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.common.keys import Keys  # noqa: E402
 
-MODELS = demo_server.list_models()
+MODELS = [model["path"] for model in demo_server.list_models()]
 DEFAULT_NAME = "mnist_regrow_long_cpu"  # The model the page opens with.
 DEFAULT_CONFIG = export.read_assets(os.path.join("saved_models", DEFAULT_NAME, "1"))[0].model
 CHROME_FLAGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
@@ -239,3 +240,44 @@ def test_a_drawn_digit_regrows_closer_than_a_sample(page, rng):
           f"{sample_errors.mean():.4f} (min {sample_errors.min():.4f}) for samples")
     assert regrown_error < sample_errors.mean()
     assert _errors(page) == []
+
+
+def test_a_model_that_does_not_load_is_listed_with_its_error_and_the_others_work(
+        browser, page_url):
+    # Two of yours: a manifest cut short, and one whose graphs are missing,
+    # ranked first (it claims the best healing) so that the page tries it first.
+    mine = os.path.join(demo_server.WEB_ROOT, "my_models")
+    broken = {name: os.path.join(mine, name) for name in ("vnca_test_no_graphs",
+                                                           "vnca_test_bad_manifest")}
+    try:
+        with open(os.path.join(demo_server.WEB_ROOT, "models", DEFAULT_NAME,
+                               demo_server.MANIFEST)) as f:
+            manifest = json.load(f)
+        manifest["results"]["healing"]["recovered_over_damaged"] = 0.01
+        for folder in broken.values():
+            os.makedirs(folder)
+        with open(os.path.join(broken["vnca_test_no_graphs"], demo_server.MANIFEST), "w") as f:
+            json.dump(manifest, f)
+        with open(os.path.join(broken["vnca_test_bad_manifest"], demo_server.MANIFEST),
+                  "w") as f:
+            f.write('{"preset": ')
+        browser.get(page_url)
+        deadline = time.time() + 120
+        while time.time() < deadline and not browser.find_element(
+                By.ID, "status").text.startswith(("Running", "Could not start")):
+            time.sleep(0.2)
+        assert browser.find_element(By.ID, "status").text.startswith("Running on TensorFlow.js")
+        assert browser.execute_script("return window.vnca.state.modelPath") == (
+            f"models/{DEFAULT_NAME}")
+        options = {option.get_attribute("value"): option
+                   for option in browser.find_elements(By.CSS_SELECTOR, "#model option")}
+        for name in broken:
+            option = options[f"my_models/{name}"]
+            assert option.get_attribute("disabled") == "true"
+            assert option.text.startswith(f"{name} (does not load: ")
+        assert "vnca.json does not read: JSONDecodeError" in options[
+            "my_models/vnca_test_bad_manifest"].text
+        assert options[f"models/{DEFAULT_NAME}"].get_attribute("disabled") is None
+    finally:
+        for folder in broken.values():
+            shutil.rmtree(folder, ignore_errors=True)

@@ -5,6 +5,7 @@ models."""
 import dataclasses
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -88,10 +89,44 @@ def test_the_server_lists_the_best_regrowing_model_first(tmp_path):
     manifest("my_models", "a_mine", "non_doubling")
     manifest("my_models", "b_mine", "doubling")
     (tmp_path / "models" / "not_a_model").mkdir()
-    assert demo_server.list_models(str(tmp_path)) == [
+    (tmp_path / "my_models" / "broken").mkdir()  # A manifest cut short: listed last, why.
+    (tmp_path / "my_models" / "broken" / demo_server.MANIFEST).write_text('{"preset": {')
+    models = demo_server.list_models(str(tmp_path))
+    assert [model["path"] for model in models] == [
         "models/c_heals", "models/b_regrows", "my_models/a_mine", "models/a_doubling",
-        "my_models/b_mine"]
+        "my_models/b_mine", "my_models/broken"]
+    assert [model["error"] for model in models[:-1]] == [None] * 5
+    assert models[-1]["error"].startswith(
+        "my_models/broken/vnca.json does not read: JSONDecodeError: Expecting")
     assert demo_server.list_models(str(tmp_path / "nothing")) == []
+
+
+def test_serve_demo_skips_a_corrupt_manifest_and_refuses_bad_addresses(tmp_path):
+    broken = os.path.join(demo_server.WEB_ROOT, "my_models", "vnca_test_broken")
+    os.makedirs(broken)
+    try:
+        with open(os.path.join(broken, demo_server.MANIFEST), "w") as f:
+            f.write("not json")
+        server = subprocess.Popen([sys.executable, os.path.join(REPO, "serve_demo.py"),
+                                   "--port=0"], cwd=REPO, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True)
+        try:
+            assert server.stdout.readline().startswith("Serving the demo at http://localhost:")
+        finally:
+            server.terminate()
+            _, err = server.communicate(timeout=30)
+        assert err.splitlines()[0].startswith(
+            "Warning: skipped my_models/vnca_test_broken: my_models/vnca_test_broken/vnca.json "
+            "does not read: JSONDecodeError: ")
+    finally:
+        shutil.rmtree(broken)
+    for flags, words in ((["--port=70000"], "--port must be in [0, 65535]"),
+                         (["--host=nohost.invalid"], "Cannot serve on nohost.invalid:8000")):
+        result = subprocess.run([sys.executable, os.path.join(REPO, "serve_demo.py"), *flags],
+                                cwd=REPO, capture_output=True, text=True)
+        assert result.returncode == 2 and result.stderr.startswith(f"Error: {words}"), (
+            result.stderr)
+        assert len(result.stderr.splitlines()) == 1
 
 
 def test_a_missing_converter_says_how_to_make_it(tmp_path):

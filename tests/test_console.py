@@ -4,10 +4,12 @@ import io
 import os
 import subprocess
 import sys
+import time
 
 from conftest import REPO
-from vnca_tf import cli
+from vnca_tf import cli, configs
 from vnca_tf.console import Console, duration
+from vnca_tf.training import long_run_note
 
 
 class _Terminal(io.StringIO):
@@ -88,3 +90,29 @@ def test_scripts_start_quietly_and_answer_bad_input_in_one_line(tmp_path):
     assert result.stderr.splitlines() == [
         f"Error: {tmp_path} is not a training folder: it has no config.json. Pass the "
         "--model_dir that train.py wrote to."]
+
+
+def test_the_watchdog_says_what_a_quiet_console_is_doing():
+    stream = io.StringIO()
+    console = Console(10, stream=stream, quiet_seconds=0.3)
+    with console.working("loading celeb_a"):
+        time.sleep(1.0)
+    console.event("Loaded")
+    time.sleep(0.6)  # Quiet, but doing nothing named: no line.
+    console.close()
+    lines = stream.getvalue().splitlines()
+    assert lines[0].startswith("... loading celeb_a (0:00:0") and lines[0].endswith(" so far)")
+    assert 1 <= len(lines) - 1 <= 3 and lines[-1] == "Loaded"
+    assert all(line.startswith("... loading celeb_a") for line in lines[:-1])
+
+
+def test_a_run_of_more_than_a_day_here_gets_a_line_naming_a_cpu_preset():
+    celeb_a = configs.get_preset("celeb_a").model
+    note = long_run_note(83.2, 99_998, 0, celeb_a)
+    assert note == ("Note: at 83.2 s a step on the CPU (no GPU found), the 99,998 steps left "
+                    "take about 96 days here. On a machine like this, try --preset=mnist_cpu "
+                    "(made for a CPU).")
+    damage = configs.get_preset("celeb_a_damage").model
+    assert "--preset=mnist_damage_cpu" in long_run_note(47.0, 99_998, 2, damage)
+    assert "on 2 GPU(s)" in long_run_note(47.0, 99_998, 2, damage)
+    assert long_run_note(0.5, 99_998, 0, celeb_a) is None  # 14 hours: no line.

@@ -1,6 +1,7 @@
 import dataclasses
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -67,6 +68,13 @@ def test_evaluate_cli_writes_a_report(mnist_dir, data_dir, tmp_path):
     assert report["training"]["steps"] == 20 and report["num_samples"] == 16
     assert report["seconds"] > 0 and np.isfinite(report["log_likelihood_nats"])
     assert "over 40 test images (a subset" in result.stdout
+    lines = result.stdout.splitlines()  # What it measures, at once; then the progress.
+    assert lines[:2] == [
+        f"Evaluating {mnist_dir} (test_mnist, latest checkpoint) on binarized_mnist test: "
+        "IWAE-16 on the first 40 images, 16 a batch",
+        "Loaded 10,000 test images in " + lines[1].split(" in ")[1]]
+    assert re.fullmatch(r"image 16/40 \[#+\.+\] \| log p\(x\) >= -\d+\.\d\d nats \| .* "
+                        r"images/s \| ETA \d:\d\d:\d\d", lines[2]), lines[2]
     # A report over 40 images is never replaced by one over fewer.
     fewer = subprocess.run(
         [sys.executable, os.path.join(REPO, "evaluate.py"), f"--model_dir={mnist_dir}",

@@ -202,6 +202,13 @@ def test_checkpoint_and_saved_model_evaluate_to_the_same_number(tmp_path, data_d
     assert first.returncode == 0 and "Exported test_mnist (step 5)" in first.stdout
     assert second.returncode == 2 and "exists" in second.stderr
     assert "Traceback" not in second.stderr
+    (tmp_path / "a_file").write_text("")  # A path that is a file: one line.
+    into_a_file = subprocess.run(command[:3] + [f"--export_dir={tmp_path / 'a_file'}"],
+                                 capture_output=True, text=True, cwd=REPO)
+    assert into_a_file.returncode == 2
+    assert into_a_file.stderr.splitlines() == [
+        f"Error: Writing the SavedModel to {tmp_path / 'a_file'} failed: a path is a file where "
+        f"a folder is needed, or the reverse ({tmp_path / 'a_file'} is not a directory)."]
 
 
 def test_export_refuses_to_overwrite_and_loading_checks_the_folder(exported, tmp_path):
@@ -228,3 +235,46 @@ def test_export_refuses_to_overwrite_and_loading_checks_the_folder(exported, tmp
             signatures["decode"](latents=tf.fill([2, 16], value), seed=seed)
         with pytest.raises(tf.errors.InvalidArgumentError, match="images must be finite"):
             signatures["encode"](images=tf.fill([1, 32, 32, 1], value))
+
+
+def _valid_inputs(signature, model):
+    """Inputs a signature accepts: one of each, of the model's sizes."""
+    config = model.config
+    grid = ((2, 2) if config.decoder == "doubling" else tuple(config.image_shape[:2]))
+    values = {"images": tf.zeros([1, *config.image_shape]),
+              "latents": tf.zeros([1, config.latent_size]),
+              "cells": tf.zeros([1, *grid, config.latent_size]),
+              "mask": tf.ones([1, *grid, 1]), "seed": tf.constant(1, tf.int64),
+              "num_samples": tf.constant(1), "k": tf.constant(2)}
+    return {key: values[key] for key in signature.structured_input_signature[1]}
+
+
+@pytest.mark.parametrize("name", ["test_mnist", "test_mnist_damage"])
+def test_every_signature_refuses_non_finite_inputs_and_out_of_range_counts(name, tmp_path):
+    model = _trained(name)
+    signatures = tf.saved_model.load(
+        export(model, configs.get_preset(name), str(tmp_path))).signatures
+    assert len(signatures) == (12 if name == "test_mnist" else 11)
+    for signature_name, signature in signatures.items():
+        inputs = _valid_inputs(signature, model)
+        signature(**inputs)  # Valid inputs pass.
+        for key, value in inputs.items():
+            if value.dtype == tf.float32:  # A NaN and an infinity in each float input.
+                for bad in (np.nan, np.inf):
+                    broken = value.numpy().copy()
+                    broken.flat[0] = bad
+                    with pytest.raises(tf.errors.InvalidArgumentError,
+                                       match=f"{key} must (be finite|be binary|hold 0 or 1)"):
+                        signature(**{**inputs, key: tf.constant(broken)})
+            elif key in ("num_samples", "k"):  # Counts: none, negative, huge.
+                for bad in (0, -3, 10 ** 6):
+                    with pytest.raises(tf.errors.InvalidArgumentError,
+                                       match=rf"(num_samples|k)\b.* must be in \[1, "):
+                        signature(**{**inputs, key: tf.constant(bad)})
+            if key in ("images", "latents", "cells") and signature_name != "serving_default":
+                many = tf.repeat(value, 1025, axis=0)  # One more than a call may hold.
+                extra = ({"mask": tf.repeat(inputs["mask"], 1025, axis=0)}
+                         if "mask" in inputs else {})
+                with pytest.raises(tf.errors.InvalidArgumentError,
+                                   match=rf"the batch of {key} must be in \[1, 1,024\]"):
+                    signature(**{**inputs, key: many, **extra})

@@ -14,6 +14,7 @@ import pytest
 import tensorflow as tf
 
 from conftest import REPO
+from helpers import state_variables
 from vnca_tf import configs, data, run_folder
 from vnca_tf.distribution import choose_strategy
 from vnca_tf.export import LoadedModel
@@ -80,39 +81,6 @@ def test_training_and_validation_losses_are_one_computation(tmp_path, data_dir):
                                rtol=1e-5)
 
 
-def _state_variables(checkpoint_dir):
-    """Checkpoint keys of the training state: all values but the records of one
-    process (save count, best validation loss, wall-clock time)."""
-    return [n for n, _ in tf.train.list_variables(checkpoint_dir)
-            if n.endswith("/.ATTRIBUTES/VARIABLE_VALUE")
-            and not n.startswith(("best_validation", "save_counter", "train_seconds"))]
-
-
-def test_resume_is_exact(tmp_path, data_dir):
-    # Op determinism on, through the CLI: 2N steps in one go equal N, stop, N more.
-    common = ["--preset=test_mnist_damage", f"--data_dir={data_dir}", "--deterministic",
-              "--checkpoint_every=3", "--log_every=3", "--validation_every=100",
-              "--image_every=100"]
-    whole, halves = str(tmp_path / "whole"), str(tmp_path / "halves")
-    for model_dir, steps in ((whole, 8), (halves, 4), (halves, 8)):
-        result = _run(common + [f"--model_dir={model_dir}", f"--num_steps={steps}"])
-        assert result.returncode == 0, result.stderr[-2000:]
-    assert f"\nResumed from {halves}/checkpoints/ckpt-4 at step 4\n" in result.stdout
-    first, second = (tf.train.load_checkpoint(os.path.join(d, "checkpoints"))
-                     for d in (whole, halves))
-    # The stop at step 4 added to the count of saves and the best validation loss.
-    names = _state_variables(os.path.join(whole, "checkpoints"))
-    assert any("pool/cells" in n for n in names) and any("optimizer" in n for n in names)
-    assert first.get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE") == 8
-    for name in names:
-        np.testing.assert_array_equal(first.get_tensor(name), second.get_tensor(name),
-                                      err_msg=name)
-    # The training time carries over the restart: step 8's includes step 4's.
-    seconds = [tf.train.load_checkpoint(os.path.join(halves, "checkpoints", f"ckpt-{step}"))
-               .get_tensor("train_seconds/.ATTRIBUTES/VARIABLE_VALUE") for step in (4, 8)]
-    assert 0 < seconds[0] < seconds[1]
-
-
 def test_a_corrupt_latest_checkpoint_is_skipped_for_the_newest_intact_one(
         tmp_path, data_dir, capsys):
     preset = _preset("test_mnist", checkpoint_every=2, validation_every=2, image_every=6)
@@ -124,8 +92,9 @@ def test_a_corrupt_latest_checkpoint_is_skipped_for_the_newest_intact_one(
     assert checkpoint_lines == [f"step {step}: checkpoint {tmp_path}/checkpoints/ckpt-{step}"
                                 for step in (2, 4, 6)]
     assert sum("validation loss" in line for line in out) == 3
+    # Images at the run's first checkpoint, then every image_every and at the end.
     assert [line for line in out if "images for TensorBoard" in line] == [
-        f"step 6: images for TensorBoard in {tmp_path}/train"]
+        f"step {step}: images for TensorBoard in {tmp_path}/train" for step in (2, 6)]
     assert any(line.startswith("step 6/6 [####################] | loss ") for line in out)
     weights = _weights(first)
 
@@ -253,7 +222,7 @@ def test_multi_worker_training_keeps_workers_in_sync(tmp_path, data_dir):
     other = tf.train.load_checkpoint(other)
     # The model's weights are saved under the optimizer's path to them (the
     # shortest); compare every value but the per-worker records.
-    names = _state_variables(str(tmp_path / "checkpoints"))
+    names = state_variables(str(tmp_path / "checkpoints"))
     assert sum(n.startswith("optimizer/_trainable_variables/") for n in names) == 20
     assert chief.get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE") == 4
     for name in names:
@@ -293,7 +262,7 @@ def test_summaries_are_written_and_served_by_tensorboard(tmp_path, data_dir):
                 "damage/recovery"} <= set(images["train"])
         series = json.load(urllib.request.urlopen(
             f"{base}/scalars/scalars?run=train&tag=loss", timeout=5))
-        assert [point[1] for point in series] == [2, 4]
+        assert [point[1] for point in series] == [1, 2, 4]  # The first step, then log_every.
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -363,31 +332,6 @@ def test_kill_9_loses_at_most_the_steps_since_the_last_checkpoint(tmp_path, data
     assert result.returncode == 0, result.stderr[-2000:]
     resumed = tf.train.load_checkpoint(tf.train.latest_checkpoint(f"{model_dir}/checkpoints"))
     assert resumed.get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE") == saved + 5
-
-
-def test_ctrl_c_ends_with_one_line_naming_the_last_checkpoint(tmp_path, data_dir):
-    process = subprocess.Popen(
-        [sys.executable, os.path.join(REPO, "train.py"), "--preset=test_mnist",
-         f"--model_dir={tmp_path}", f"--data_dir={data_dir}", "--num_steps=100000",
-         "--checkpoint_every=3", "--validation_every=100000", "--image_every=100000"],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        # As at a terminal, even where this runs as a background job (which ignores SIGINT).
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    deadline = time.time() + 300
-    # The manager's state file, written once a save is complete (the index
-    # file appears while ckpt-3 is still being written).
-    while time.time() < deadline and not (tmp_path / "checkpoints" / "checkpoint").exists():
-        time.sleep(0.2)
-    process.send_signal(signal.SIGINT)
-    try:
-        _, err = process.communicate(timeout=120)
-    finally:
-        process.kill()
-    assert process.returncode == 130
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("Interrupted at step "), err[-2000:]
-    assert lines[0].endswith(". Run the same command to resume.")
-    assert f"the last checkpoint is {tmp_path}/checkpoints/ckpt-" in lines[0]
 
 
 def test_cli_prints_and_saves_its_configuration_and_explains_bad_flags(tmp_path, data_dir):

@@ -2,7 +2,8 @@
 
 A page that animates growth and damage needs the model in pieces, each one a
 deterministic graph (tensorflowjs_converter refuses TensorFlow's stateless
-random ops; the page draws its own update masks):
+random ops; the page draws its own update masks), its inputs checked like the
+other signatures' (the converter strips the checks):
 
 * ``encode``: images (B, H, W, C), the data's values -> ``latents``, the
   posterior means (B, Z);
@@ -21,6 +22,8 @@ TensorFlow.js (vnca_tf.tfjs).
 """
 
 import tensorflow as tf
+
+from vnca_tf import input_checks
 
 GRAPHS = ("encode", "initial_cells", "step", "double", "picture")
 SIGNATURE_PREFIX = "browser_"
@@ -49,21 +52,31 @@ def functions(model) -> dict:
     cells = tf.TensorSpec([None, None, None, latent], tf.float32, name="cells")
     mask = tf.TensorSpec([None, None, None, 1], tf.float32, name="mask")
     decoder = model.decoder
+
+    def checked_cells(cells):
+        return input_checks.cells(cells, latent)
+
+    def step(cells, mask):
+        cells = checked_cells(cells)
+        return {"cells": decoder.step(cells, input_checks.mask(mask, cells))}
+
+    # The inputs are checked in the graph (TF Serving answers a bad request
+    # with the check's message); tensorflowjs_converter strips the checks.
     graphs = {
-        # Unchecked: TensorFlow.js runs asserts only asynchronously; the page
-        # paints 0/1 values.
         "encode": tf.function(
-            lambda images: {"latents": model.posterior_of_checked(images).mean()},
+            lambda images: {"latents": model.posterior_of_checked(
+                input_checks.images(images, model)).mean()},
             input_signature=[images]),
         "initial_cells": tf.function(
-            lambda latents: {"cells": decoder.initial_cells(latents)},
+            lambda latents: {"cells": decoder.initial_cells(
+                input_checks.latents(latents, latent))},
             input_signature=[latents]),
-        "step": tf.function(lambda cells, mask: {"cells": decoder.step(cells, mask)},
-                            input_signature=[cells, mask]),
-        "double": tf.function(lambda cells: {"cells": decoder.doubling(cells)},
+        "step": tf.function(step, input_signature=[cells, mask]),
+        "double": tf.function(lambda cells: {"cells": decoder.doubling(checked_cells(cells))},
                               input_signature=[cells]),
-        "picture": tf.function(lambda cells: {"image": model.mean_image_of(cells)},
-                               input_signature=[cells]),
+        "picture": tf.function(
+            lambda cells: {"image": model.mean_image_of(checked_cells(cells))},
+            input_signature=[cells]),
     }
     return {name: graphs[name] for name in graph_names(config)}
 

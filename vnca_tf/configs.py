@@ -182,6 +182,9 @@ class TrainConfig:
     # A checkpoint also after this many minutes of training since the last one,
     # so that a slow machine never loses more.
     checkpoint_minutes: float = 10.0
+    # Scalars also after this many minutes since the last (and at the first
+    # step), so that TensorBoard shows a slow run from its first minutes.
+    log_minutes: float = 2.0
     keep_checkpoints: int = 3
     max_nonfinite: int = 10  # Non-finite updates in a row before the run stops.
 
@@ -191,7 +194,7 @@ class TrainConfig:
                      "keep_checkpoints", "max_nonfinite"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}.")
-        for name in ("learning_rate", "clip_norm", "checkpoint_minutes"):
+        for name in ("learning_rate", "clip_norm", "checkpoint_minutes", "log_minutes"):
             if not 0 < getattr(self, name) < math.inf:  # Also false for NaN.
                 raise ValueError(f"{name} must be a finite number > 0, got "
                                  f"{getattr(self, name)}.")
@@ -394,6 +397,13 @@ def preset_for(dataset: str, model: str = "vnca") -> Preset:
         raise ValueError(f"The paper has no {model} experiment on {dataset!r}. "
                          f"Known: {known} (or pick any --preset).")
     return PRESETS[name]
+
+
+def small_preset_for(model: ModelConfig) -> str:
+    """The shipped preset made for a CPU that is closest to ``model``'s kind."""
+    if model.architecture == "baseline":
+        return "mnist_baseline"
+    return "mnist_cpu" if model.decoder == "doubling" else "mnist_damage_cpu"
 
 
 def get_preset(name: str) -> Preset:

@@ -21,22 +21,30 @@ TFJS_SCRIPT = os.path.join(WEB_ROOT, "node_modules", "@tensorflow", "tfjs", "dis
 
 def list_models(root: str = WEB_ROOT) -> list:
     """The converted models under root/models and root/my_models (subfolders
-    holding a vnca.json), as "FOLDER/NAME" paths: those that regrow
-    (non-doubling) first, the best healer (results.healing) first among them,
-    then shipped before yours, then by name. The page opens the first."""
-    entries = []
+    holding a vnca.json), as {"path": "FOLDER/NAME", "error": None}: those that
+    regrow (non-doubling) first, the best healer (results.healing) first among
+    them, then shipped before yours, then by name; the page opens the first.
+    A manifest that does not read comes last, with ``error`` saying why."""
+    entries, broken = [], []
     for rank, folder in enumerate(MODEL_FOLDERS):
         path = os.path.join(root, folder)
         for name in sorted(os.listdir(path)) if os.path.isdir(path) else ():
             manifest_path = os.path.join(path, name, MANIFEST)
-            if os.path.isfile(manifest_path):
+            if not os.path.isfile(manifest_path):
+                continue
+            try:
                 with open(manifest_path) as f:
                     manifest = json.load(f)
                 doubling = manifest["preset"]["model"]["decoder"] == "doubling"
                 healing = manifest.get("results", {}).get("healing", {})
-                ratio = healing.get("recovered_over_damaged", float("inf"))
-                entries.append((doubling, ratio, rank, name, f"{folder}/{name}"))
-    return [model for *_, model in sorted(entries)]
+                ratio = float(healing.get("recovered_over_damaged", float("inf")))
+            except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
+                broken.append({"path": f"{folder}/{name}", "error": (
+                    f"{os.path.relpath(manifest_path, root)} does not read: "
+                    f"{type(error).__name__}: {error}")})
+                continue
+            entries.append((doubling, ratio, rank, name, f"{folder}/{name}"))
+    return [{"path": model, "error": None} for *_, model in sorted(entries)] + broken
 
 
 class DemoHandler(http.server.SimpleHTTPRequestHandler):

@@ -1,7 +1,16 @@
-"""tf.distribute: which strategy a machine gets, and who writes the run's files."""
+"""tf.distribute: which strategy a machine gets, and who writes the run's files.
 
+A multi-worker strategy waits, inside TensorFlow, until every worker of the
+cluster has joined; while it does, vnca_tf.cluster_watch says within seconds
+which worker it waits for (an address that does not answer) and how long it
+has waited, and ends the wait after ``worker_timeout`` seconds or on a signal.
+"""
+
+import contextlib
 import json
 import os
+import subprocess
+import sys
 
 import tensorflow as tf
 
@@ -11,14 +20,20 @@ from vnca_tf.configs import STRATEGIES
 MIRRORED = dict(trainable=False, aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
 
 
-def choose_strategy(name: str = "auto") -> tf.distribute.Strategy:
+def choose_strategy(name: str = "auto", worker_timeout: float = 600.0
+                    ) -> tf.distribute.Strategy:
     """The strategy for this machine: MultiWorkerMirrored when TF_CONFIG names
     a cluster of several tasks, Mirrored on several local GPUs, else the default.
-    Create it before any other TensorFlow work (multi-worker requires that)."""
+    Create it before any other TensorFlow work (multi-worker requires that).
+
+    While a multi-worker strategy waits for its workers, vnca_tf.cluster_watch
+    says which ones do not answer, and ends the run after ``worker_timeout``
+    seconds or on SIGINT / SIGTERM.
+    """
     if name not in STRATEGIES:
         raise ValueError(f"Unknown strategy {name!r}; use one of {', '.join(STRATEGIES)}.")
+    cluster = cluster_from_tf_config()
     if name == "auto":
-        cluster = cluster_from_tf_config()
         if sum(len(tasks) for kind, tasks in cluster.items() if kind != "ps") > 1:
             name = "multi_worker"
         elif len(tf.config.list_logical_devices("GPU")) > 1:
@@ -26,10 +41,33 @@ def choose_strategy(name: str = "auto") -> tf.distribute.Strategy:
         else:
             name = "default"
     if name == "multi_worker":
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        with _watching_the_wait(cluster, worker_timeout):
+            return tf.distribute.MultiWorkerMirroredStrategy()
     if name == "mirrored":
         return tf.distribute.MirroredStrategy()
     return tf.distribute.get_strategy()
+
+
+def _peers(cluster: dict) -> list:
+    """(name, address) of the cluster's other tasks, e.g. ("worker 1", "10.0.0.2:2222")."""
+    task = json.loads(os.environ.get("TF_CONFIG") or "{}").get("task", {})
+    return [(f"{kind} {index}", address) for kind, addresses in cluster.items()
+            for index, address in enumerate(addresses)
+            if (kind, index) != (task.get("type"), task.get("index"))]
+
+
+@contextlib.contextmanager
+def _watching_the_wait(cluster: dict, timeout: float):
+    """Runs the block (which waits for the cluster, holding the interpreter)
+    with vnca_tf.cluster_watch watching it from a process of its own."""
+    watcher = subprocess.Popen(
+        [sys.executable, os.path.join(os.path.dirname(__file__), "cluster_watch.py"),
+         str(os.getpid()), str(timeout), json.dumps(_peers(cluster))], stdin=subprocess.PIPE)
+    try:
+        yield
+    finally:
+        watcher.stdin.close()
+        watcher.wait()
 
 
 def cluster_from_tf_config() -> dict:
@@ -77,11 +115,12 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
         and "chief" not in resolver.cluster_spec().as_dict())
 
 
-def any_worker(strategy: tf.distribute.Strategy, flag: bool) -> bool:
-    """Whether ``flag`` is set on any worker: the same answer on all of them
-    (an all-reduce under multi-worker training, for decisions such as a
-    checkpoint by time that every worker must take at the same step)."""
+def any_worker(strategy: tf.distribute.Strategy, *flags: bool) -> tuple:
+    """For each flag, whether it is set on any worker: the same answers on all
+    of them (one all-reduce under multi-worker training, for decisions that
+    every worker must take at the same step: a checkpoint by time, a stop)."""
     if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
-        return flag
-    flags = strategy.run(lambda: tf.constant(float(flag)))
-    return bool(strategy.reduce(tf.distribute.ReduceOp.SUM, flags, axis=None) > 0)
+        return tuple(flags)
+    values = strategy.run(lambda: tf.constant([float(flag) for flag in flags]))
+    summed = strategy.reduce(tf.distribute.ReduceOp.SUM, values, axis=None).numpy()
+    return tuple(bool(value > 0) for value in summed)

@@ -16,10 +16,10 @@ from typing import Optional
 import numpy as np
 import tensorflow as tf
 
-from vnca_tf import configs, data, figures
+from vnca_tf import configs, data, figures, run_folder
 from vnca_tf.console import Console
-from vnca_tf.export import LoadedModel
-from vnca_tf.units import nats_to_bits_per_dim
+from vnca_tf.export import LoadedModel, read_assets
+from vnca_tf.units import bits_per_dim
 
 
 class EvaluationError(ValueError):
@@ -33,6 +33,17 @@ def load_saved_model(path: str):
     except FileNotFoundError as error:
         raise EvaluationError(str(error)) from None
     return model, model.preset
+
+
+def read_preset_of(model_dir: Optional[str] = None, saved_model: Optional[str] = None):
+    """The preset of a training folder or an exported version folder, read
+    from its JSON alone (fast: for a header before the model loads)."""
+    if saved_model:
+        try:
+            return read_assets(saved_model)[0]
+        except FileNotFoundError as error:
+            raise EvaluationError(str(error)) from None
+    return run_folder.read_preset(model_dir)
 
 
 def test_images(preset: configs.Preset, split: str = "test", data_dir=None,
@@ -76,12 +87,17 @@ def log_likelihood(model, images, num_samples: int = 128, batch_size: int = 16,
     total = int(images.cardinality())
     if total < 0:  # Unknown: count them (the images are in memory).
         total = int(images.reduce(0, lambda count, _: count + 1))
-    console = Console(total, enabled=progress, unit="image")
+    console = Console(total, enabled=progress, unit="image", estimate_from_first=True)
     values, start, done = collections.defaultdict(list), time.perf_counter(), 0
     for index, batch in enumerate(images.batch(batch_size)):
         began = time.perf_counter()
         index_seed = tf.constant([batch_seed(seed, index), 0])
-        for name, bound in iwae_bounds(batch, num_samples, index_seed, chunk_size).items():
+        first = done == 0
+        with console.working(("building the graph, then " if first else "")
+                             + f"IWAE-{num_samples} of images {done + 1:,}-"
+                             f"{done + len(batch):,}"):
+            bounds = iwae_bounds(batch, num_samples, index_seed, chunk_size)
+        for name, bound in bounds.items():
             values[name].append(np.asarray(bound))
         console.step_done(time.perf_counter() - began, len(batch))
         done += len(batch)
@@ -108,8 +124,8 @@ def _summary(values, dims: int) -> dict:
                               "checkpoint damaged?")
     stderr = values.std(ddof=1) / np.sqrt(len(values)) if len(values) > 1 else float("nan")
     return {"log_likelihood_nats": float(values.mean()), "stderr_nats": float(stderr),
-            "bits_per_dim": float(nats_to_bits_per_dim(values.mean(), dims)),
-            "stderr_bits_per_dim": float(stderr / (dims * np.log(2.0)))}
+            "bits_per_dim": float(bits_per_dim(-values.mean(), dims)),
+            "stderr_bits_per_dim": float(bits_per_dim(stderr, dims))}
 
 
 def healing(model, num_samples: int = 100, seed: int = 0) -> dict:

@@ -27,9 +27,10 @@ random seed):
   vnca_tf.tfjs converts to TensorFlow.js.
 
 The signatures declare the model's image and latent sizes (batch free), and
-inputs are checked in the graph: a wrong shape, a NaN or infinity, or a value
-out of range fails with a message naming what is expected (a wrong dtype is
-refused by the signature).
+every input is checked in the graph (vnca_tf.input_checks): a wrong shape, a
+NaN or infinity, a value out of range, or a count past the limits (1,024
+samples, images or latents a call) fails with a message naming what is
+expected (a wrong dtype is refused by the signature).
 The training configuration is stored as assets.extra/vnca_config.json, how it
 was trained (steps, wall time, command) as assets.extra/vnca_training.json.
 """
@@ -42,7 +43,7 @@ from typing import Optional
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from vnca_tf import browser_graphs
+from vnca_tf import browser_graphs, input_checks
 from vnca_tf.configs import Preset, preset_from_dict
 from vnca_tf.likelihoods import make_likelihood
 from vnca_tf.model import build_model
@@ -57,13 +58,6 @@ def _seed_pair(seed):
     given = tf.cast(tf.stack([seed, tf.zeros_like(seed)]), tf.int32)
     fresh = tf.random.uniform([2], maxval=tf.int32.max, dtype=tf.int32)
     return tf.where(seed < 0, fresh, given)
-
-
-def _finite(values, name):
-    """An in-graph check that ``values`` holds no NaN or infinity."""
-    return tf.debugging.assert_equal(
-        tf.reduce_all(tf.math.is_finite(values)), True,
-        message=f"{name} must be finite numbers (no NaN or infinity)")
 
 
 class ServingModule(tf.Module):
@@ -104,27 +98,18 @@ class ServingModule(tf.Module):
                 **self.browser}
 
     def _checked_images(self, images):
-        height, width, channels = self._shape
-        shape_ok = tf.debugging.assert_equal(
-            tf.shape(images)[1:], tf.constant([height, width, channels]),
-            message=f"images must have shape (batch, {height}, {width}, {channels}) (NHWC)")
-        with tf.control_dependencies([shape_ok, _finite(images, "images")]):
-            values_ok = self.model.likelihood.check_values(images)
-        with tf.control_dependencies([values_ok]):
-            return tf.ensure_shape(images, (None,) + self._shape)
+        return input_checks.images(images, self.model)
 
     def _checked_latents(self, latents):
-        size = self.model.config.latent_size
-        size_ok = tf.debugging.assert_equal(tf.shape(latents)[1], size,
-                                            message=f"latents must have shape (batch, {size})")
-        with tf.control_dependencies([size_ok, _finite(latents, "latents")]):
-            return tf.ensure_shape(latents, [None, size])
+        return input_checks.latents(latents, self.model.config.latent_size)
 
     def _as_images(self, values):
         return tf.cast(tf.round(values), tf.uint8)
 
     def _sample(self, num_samples, seed):
-        tf.debugging.assert_positive(num_samples, message="num_samples must be >= 1")
+        num_samples = input_checks.checked(num_samples, [input_checks.count(
+            num_samples, "num_samples", input_checks.MAX_BATCH,
+            "; ask for more in several calls")])
         samples, means = self.model.sample(num_samples, seed=_seed_pair(seed))
         return {"images": self._as_images(samples), "means": means}
 
@@ -145,6 +130,9 @@ class ServingModule(tf.Module):
 
     def _log_likelihood(self, images, k, seed):
         images = self._checked_images(images)
+        k = input_checks.checked(k, [input_checks.count(
+            k * tf.shape(images)[0], "k x the batch of images", input_checks.MAX_LATENTS,
+            "; evaluate fewer images a call"), input_checks.count(k, "k", input_checks.MAX_LATENTS)])
         bounds = self.model.iwae_bounds(images, k, seed=_seed_pair(seed), chunk_size=_CHUNK)
         conventions = self.model.likelihood.conventions
         outputs = {"log_likelihood": bounds[conventions[0]]}

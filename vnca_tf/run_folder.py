@@ -11,8 +11,10 @@ that evaluation reads back (the step and the training time).
 """
 
 import dataclasses
+import glob
 import json
 import os
+import shutil
 from typing import Callable, List, Optional
 
 import tensorflow as tf
@@ -86,6 +88,16 @@ def check_resumable(model_dir: str, preset: configs.Preset) -> None:
         raise RunFolderError(
             f"{model_dir} holds a run of another model ({saved.name} on "
             f"{saved.dataset}); pick a new --model_dir to train {preset.name}.")
+
+
+def remove_temporary_checkpoints(folder: str) -> None:
+    """Removes what an interrupted save left in a checkpoint folder (the
+    ``ckpt-N_temp`` folders TensorFlow writes before renaming)."""
+    for path in glob.glob(os.path.join(glob.escape(folder), "*_temp*")):
+        if os.path.isdir(path):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            os.remove(path)
 
 
 def checkpoint_paths(model_dir: str, which: str = "latest") -> List[str]:

@@ -12,7 +12,7 @@ import tensorflow as tf
 
 from vnca_tf.configs import ModelConfig
 from vnca_tf.pictures import image_grid
-from vnca_tf.units import nats_to_bits_per_dim
+from vnca_tf.units import bits_per_dim
 
 NUM_PICTURES = 8
 
@@ -22,7 +22,7 @@ def describe_loss(loss_nats: float, config: ModelConfig) -> str:
     images) or "4.8312 bits/dim" (RGB, the negative ELBO per dimension)."""
     if config.likelihood == "bernoulli":
         return f"ELBO {-loss_nats:.2f} nats"
-    return f"{nats_to_bits_per_dim(loss_nats, config.num_dimensions):.4f} bits/dim"
+    return f"{bits_per_dim(loss_nats, config.num_dimensions):.4f} bits/dim"
 
 
 class Writer:
@@ -39,7 +39,7 @@ class Writer:
 
     def _likelihood_scalars(self, elbo_nats, config):
         tf.summary.scalar("elbo_nats", elbo_nats)
-        tf.summary.scalar("bits_per_dim", nats_to_bits_per_dim(elbo_nats, config.num_dimensions))
+        tf.summary.scalar("bits_per_dim", bits_per_dim(-elbo_nats, config.num_dimensions))
 
     def scalars(self, step, metrics, config, optimizer, nonfinite_total, pool_size=None):
         with self.train.as_default(step=step):

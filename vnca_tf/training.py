@@ -18,7 +18,7 @@ from typing import Optional
 import keras
 import tensorflow as tf
 
-from vnca_tf import data, microbatches, run_folder, summaries
+from vnca_tf import configs, data, faults, microbatches, run_folder, summaries
 from vnca_tf.configs import Preset
 from vnca_tf.console import Console
 from vnca_tf.distribution import MIRRORED, any_worker, is_chief
@@ -31,6 +31,14 @@ from vnca_tf.pool import Pool
 
 class NonFiniteError(RuntimeError):
     """Too many non-finite updates in a row."""
+
+
+class Stopped(Exception):
+    """Training stopped on request after ``step``, with ``checkpoint`` written."""
+
+    def __init__(self, step: int, checkpoint: str):
+        super().__init__(f"stopped after step {step}; checkpoint {checkpoint}")
+        self.step, self.checkpoint = step, checkpoint
 
 
 class Trainer:
@@ -75,7 +83,10 @@ class Trainer:
         self._clock = time.perf_counter()
         self._last_save = time.monotonic()
         self._prepared = None  # (start step, training batches), from prepare().
+        self._restored = None  # The step restore() reached, until prepare() takes it.
         self.resumed_from = None  # The checkpoint the run resumed from.
+        self.console = Console(self.config.num_steps, enabled=self.chief)
+        self.current_step = 0  # The last step done (for a stop's acknowledgement).
 
         model_config = preset.model
         keras.utils.set_random_seed(self.config.seed)  # Seeded initial weights.
@@ -125,7 +136,8 @@ class Trainer:
     def restore(self) -> int:
         """Restores the newest intact checkpoint, if any (newer ones that do not
         read are skipped with a warning), else reads the model's weights from
-        ``init_from`` if set (a fine-tune); returns the step reached."""
+        ``init_from`` if set (a fine-tune); returns the step reached (which
+        ``prepare`` then starts from)."""
         self.resumed_from = self.initialized_from = None
         if self.manager.checkpoints:
             self.resumed_from = run_folder.read_newest_intact(
@@ -134,7 +146,12 @@ class Trainer:
         elif self.config.init_from:
             self.initialized_from = run_folder.read_initial_weights(self.model,
                                                                     self.config.init_from)
-        return int(self.step.numpy())
+        self._restored = int(self.step.numpy())
+        if self.resumed_from:
+            self.console.event(f"Resumed from {self.resumed_from} at step {self._restored}")
+        if self.initialized_from:
+            self.console.event(f"Started from the weights in {self.initialized_from}")
+        return self._restored
 
     def _count_time(self):
         """Adds the wall-clock time since the last call to train_seconds."""
@@ -143,17 +160,24 @@ class Trainer:
         self._clock = now
 
     def save(self, manager=None) -> str:
+        """Writes a checkpoint of the current step (latest, or ``manager``'s);
+        a fault of the disk is a FaultError, and leaves no temporary files."""
         manager = manager or self.manager
         self._count_time()
+        step = int(self.step.numpy())
+        try:
+            with faults.doing(f"Writing the checkpoint of step {step} to {manager.directory}"):
+                path = manager.save(checkpoint_number=step)
+        except faults.FaultError:
+            run_folder.remove_temporary_checkpoints(manager.directory)
+            raise
         if manager is self.manager:
             self._last_save = time.monotonic()
-        return manager.save(checkpoint_number=int(self.step.numpy()))
+        return path
 
-    def _checkpoint_due_by_time(self) -> bool:
-        """Whether checkpoint_minutes have passed since the last checkpoint (on
-        any worker: all of them must save at the same step)."""
-        due = time.monotonic() - self._last_save >= 60 * self.config.checkpoint_minutes
-        return any_worker(self.strategy, due)
+    def last_checkpoint(self) -> Optional[str]:
+        """The newest complete checkpoint of the run (None before the first)."""
+        return self.manager.latest_checkpoint
 
     # ------------------------------------------------------------ data
 
@@ -166,7 +190,14 @@ class Trainer:
         """The training batches from ``start_step`` on, distributed."""
         dataset = self._dataset
         if dataset is None:
-            dataset = self._load(data.get_spec(self.preset.dataset).paper_train_split)
+            split = data.get_spec(self.preset.dataset).paper_train_split
+            began = time.perf_counter()
+            self.console.event(f"Loading {self.preset.dataset} ({split}) ...")
+            with self.console.working(f"loading {self.preset.dataset} ({split})"):
+                dataset = self._load(split)
+                count = int(dataset.cardinality())
+            self.console.event(f"Loaded {count:,} training images in "
+                               f"{time.perf_counter() - began:.1f} s")
         dataset = data.shuffled(dataset, self.config.seed, batch_size=self.config.batch_size,
                                 drop_remainder=True, skip_batches=start_step)
         return iter(self.strategy.experimental_distribute_dataset(dataset))
@@ -281,37 +312,67 @@ class Trainer:
         validation data (a DataError comes before anything is written);
         returns the step to start from. ``train`` calls it if need be."""
         if self._prepared is None:
-            start = self.restore()
+            start = self._restored if self._restored is not None else self.restore()
+            self._restored = None
+            if self.chief:
+                for which in configs.CHECKPOINTS:
+                    run_folder.remove_temporary_checkpoints(
+                        run_folder.checkpoint_folder(self.model_dir, which))
             self._prepared = (start, self._batches(start))
             self._validation_batches()
         return self._prepared[0]
 
-    def train(self, num_steps: Optional[int] = None, progress: bool = True) -> dict:
+    def train(self, num_steps: Optional[int] = None, progress: bool = True,
+              stop=None) -> dict:
         """Trains up to ``num_steps`` (default: the config's), resuming from the
         newest intact checkpoint in model_dir; returns the last step's metrics.
-        ``progress``: show the progress line and the run's events on stdout."""
+        ``progress``: show the progress line and the run's events on stdout.
+        ``stop``: a stopping.Stopper (or anything with a ``requested`` event):
+        once it is set, the step in flight finishes, a checkpoint of it is
+        written, and Stopped is raised.
+
+        Raises:
+          Stopped: after a stop request, with the checkpoint written.
+          NonFiniteError: max_nonfinite non-finite updates in a row.
+          faults.FaultError: a checkpoint or summary could not be written.
+        """
         num_steps = num_steps or self.config.num_steps
+        self.console.enabled = progress and self.chief
+        self.console.total = num_steps
         self.prepare()
         start, batches = self._prepared
         self._prepared = None  # The next call resumes afresh.
         self._clock, self._last_save = time.perf_counter(), time.monotonic()
-        console = Console(num_steps, enabled=progress and self.chief)
-        if self.resumed_from:
-            console.event(f"Resumed from {self.resumed_from} at step {start}")
-        if self.initialized_from:
-            console.event(f"Started from the weights in {self.initialized_from}")
-        writer = summaries.Writer(self.model_dir, self.chief)
-        metrics, window_seconds, window_steps, rate = {}, 0.0, 0, None
+        console = self.console
+        with faults.doing(f"Opening the TensorBoard logs in {self.model_dir}"):
+            writer = summaries.Writer(self.model_dir, self.chief)
+        self.current_step = start
+        if stop is not None and hasattr(stop, "graceful"):
+            stop.graceful(lambda: f"stopping after step {self.current_step + 1}, then "
+                                  "writing a checkpoint of it")
+        metrics, window, rate, last_scalars = {}, [0.0, 0], None, -math.inf
+        pictured = False  # Images at the first checkpoint, then every image_every.
         for step in range(start + 1, num_steps + 1):
+            self.current_step = step - 1
             wanted = learning_rate_at(step, self.config.learning_rate,
                                       self.config.learning_rate_drops)
             if wanted != rate:  # The first step (a resume too) and each drop.
                 rate = self.optimizer.learning_rate = wanted
+            if step == start + 1:
+                console.event(f"Building the training step ({self._building()}) ...")
             began = time.perf_counter()
-            metrics = {k: float(v) for k, v in self._train_step(next(batches)).items()}
+            with console.working(f"step {step:,}" if step > start + 1
+                                 else "building and running the first step"):
+                metrics = {k: float(v) for k, v in self._train_step(next(batches)).items()}
             seconds = time.perf_counter() - began
+            self.current_step = step
             console.step_done(seconds)
-            window_seconds, window_steps = window_seconds + seconds, window_steps + 1
+            window = [window[0] + seconds, window[1] + 1]
+            if step == start + 1:
+                console.event(f"step {step:,} took {seconds:.1f} s (building the step "
+                              "included)")
+            elif step == start + 2:
+                self._warn_if_long(console, step, num_steps)
             if int(self.nonfinite_in_a_row.numpy()) >= self.config.max_nonfinite:
                 console.close()
                 raise NonFiniteError(
@@ -323,27 +384,57 @@ class Trainer:
             console.progress(step, f"loss {metrics['loss']:.2f} "
                              f"({summaries.describe_loss(metrics['loss'], self.preset.model)})",
                              force=last)
-            if step % self.config.log_every == 0 or last:
-                metrics["steps_per_s"] = window_steps / window_seconds
-                window_seconds, window_steps = 0.0, 0
-                writer.scalars(step, metrics, self.preset.model, self.optimizer,
-                               int(self.nonfinite_total.numpy()),
-                               None if self.pool is None else int(self.pool.size.numpy()))
-            if step % self.config.image_every == 0 or last:
-                writer.images(step, self.model, self._validation_batches()[0],
-                              self.config.seed)
-                console.event(f"step {step}: images for TensorBoard in "
-                              f"{os.path.join(self.model_dir, 'train')}")
-            if step % self.config.validation_every == 0 or last:
+            by_time = time.monotonic() - self._last_save >= 60 * self.config.checkpoint_minutes
+            by_time, stopping = any_worker(self.strategy, by_time,
+                                           stop is not None and stop.requested.is_set())
+            checkpoint = step % self.config.checkpoint_every == 0 or last or by_time or stopping
+            scalars_due = (step % self.config.log_every == 0 or last or step == start + 1
+                           or time.monotonic() - last_scalars >= 60 * self.config.log_minutes)
+            with faults.doing(f"Writing the TensorBoard logs in {self.model_dir}"):
+                if scalars_due:
+                    metrics["steps_per_s"] = window[1] / window[0]
+                    window = [0.0, 0]
+                    writer.scalars(step, metrics, self.preset.model, self.optimizer,
+                                   int(self.nonfinite_total.numpy()),
+                                   None if self.pool is None else int(self.pool.size.numpy()))
+                    writer.flush()
+                    last_scalars = time.monotonic()
+                if (step % self.config.image_every == 0 or last
+                        or (checkpoint and not pictured)) and not stopping:
+                    writer.images(step, self.model, self._validation_batches()[0],
+                                  self.config.seed)
+                    writer.flush()
+                    pictured = True
+                    console.event(f"step {step}: images for TensorBoard in "
+                                  f"{os.path.join(self.model_dir, 'train')}")
+            if (step % self.config.validation_every == 0 or last) and not stopping:
                 console.event(self._validate(step, writer))
-            by_time = self._checkpoint_due_by_time()
-            if step % self.config.checkpoint_every == 0 or last or by_time:
+            if checkpoint:
                 path = self.save()
                 reason = f" ({self.config.checkpoint_minutes:g} minutes since the last)"
-                console.event(f"step {step}: checkpoint {path}{reason if by_time else ''}")
+                console.event(f"step {step}: checkpoint {path}"
+                              f"{reason if by_time and not stopping else ''}")
+            if stopping:
+                console.close()
+                writer.flush()
+                raise Stopped(step, path)
         console.close()
         writer.flush()
         return metrics
+
+    def _building(self) -> str:
+        """How the step is being built, in words."""
+        return "tracing the graph, compiling it with XLA" if self.jit_compile else (
+            "tracing the graph")
+
+    def _warn_if_long(self, console, step: int, num_steps: int) -> None:
+        """Says so when the rest of the run takes more than a day here."""
+        if console.steps_per_second is None:
+            return
+        note = long_run_note(1.0 / console.steps_per_second, num_steps - step,
+                             len(tf.config.list_logical_devices("GPU")), self.preset.model)
+        if note:
+            console.event(note)
 
     def _validate(self, step, writer) -> str:
         """Logs the validation loss, saves a new best to the best checkpoint;
@@ -356,6 +447,18 @@ class Trainer:
             self.best_validation.assign(loss)
             line += f", the best so far: saved as {self.save(self.best_manager)}"
         return line
+
+
+def long_run_note(seconds_per_step: float, steps_left: int, gpus: int, model) -> Optional[str]:
+    """A line for a run whose remaining steps take more than a day on the
+    devices found, naming a preset made for a CPU; None for a shorter one."""
+    remaining = seconds_per_step * steps_left
+    if remaining <= 86_400:
+        return None
+    devices = f"{gpus} GPU(s)" if gpus else "the CPU (no GPU found)"
+    return (f"Note: at {seconds_per_step:.1f} s a step on {devices}, the {steps_left:,} steps "
+            f"left take about {remaining / 86_400:.0f} days here. On a machine like this, "
+            f"try --preset={configs.small_preset_for(model)} (made for a CPU).")
 
 
 def _split_sizes(total: int, size: int):

@@ -9,7 +9,7 @@ const board = document.getElementById("board");
 const context = board.getContext("2d");
 const state = {
   graphs: null, config: null, cells: null, latents: null, stepCount: 0,
-  running: true, drawing: null, busy: false, errors: [],
+  running: true, drawing: null, busy: false, errors: [], broken: {},
 };
 
 function setStatus(text) { document.getElementById("status").textContent = text; }
@@ -29,8 +29,13 @@ async function fetchJson(url) {
 async function loadModel(path) {
   const manifest = await fetchJson(`${path}/vnca.json`);
   const graphs = {};
-  for (const graph of manifest.graphs) {
-    graphs[graph] = await tf.loadGraphModel(`${path}/${graph}/model.json`);
+  try {
+    for (const graph of manifest.graphs) {
+      graphs[graph] = await tf.loadGraphModel(`${path}/${graph}/model.json`);
+    }
+  } catch (error) {
+    Object.values(graphs).forEach((graph) => graph.dispose());
+    throw error;
   }
   if (state.graphs) Object.values(state.graphs).forEach((graph) => graph.dispose());
   state.graphs = graphs;
@@ -181,17 +186,55 @@ async function loop() {
   requestAnimationFrame(tick);
 }
 
+// Marks a model of the list as one that cannot be used, with the reason.
+function markBroken(option, error) {
+  option.disabled = true;
+  option.text = `${option.value.split("/")[1]} (does not load: ${error})`;
+  state.broken[option.value] = String(error);
+}
+
+// Loads the first model of the list that loads (from `first` on); returns its option.
+async function loadFirstWorking(select, first) {
+  const options = Array.from(select.options);
+  for (const option of options.slice(options.indexOf(first)).concat(options)) {
+    if (option.disabled) continue;
+    try {
+      await loadModel(option.value);
+      select.value = option.value;
+      return option;
+    } catch (error) {
+      markBroken(option, error);
+    }
+  }
+  throw new Error(`no model loads: ${Object.entries(state.broken)
+    .map(([path, error]) => `${path}: ${error}`).join("; ")}`);
+}
+
 async function main() {
   try {
     const models = await fetchJson("models.json");
     if (!models.length) throw new Error("no models in web/models or web/my_models");
     const select = document.getElementById("model");
-    for (const path of models) {
+    for (const {path, error} of models) {
       const [folder, name] = path.split("/");
-      select.add(new Option(folder === "models" ? name : `${name} (yours)`, path));
+      const option = new Option(folder === "models" ? name : `${name} (yours)`, path);
+      select.add(option);
+      if (error) markBroken(option, error);
     }
-    await loadModel(models[0]);
-    select.onchange = async () => { await loadModel(select.value); startFrom(sampleLatents()); };
+    await loadFirstWorking(select, select.options[0]);
+    select.onchange = async () => {
+      const chosen = select.selectedOptions[0];
+      const previous = state.modelPath;
+      try {
+        await loadModel(chosen.value);
+      } catch (error) {
+        markBroken(chosen, error);
+        select.value = previous;
+        setStatus(`${chosen.value} does not load (${error}); still showing ${previous}.`);
+        return;
+      }
+      startFrom(sampleLatents());
+    };
     document.getElementById("sample").onclick = () => startFrom(sampleLatents());
     document.getElementById("reset").onclick = () => startFrom(state.latents.clone());
     document.getElementById("pause").onclick = (event) => {
