@@ -30,28 +30,45 @@ from vnca_tf import configs
 
 flags.DEFINE_string("data_dir", None, "Folder of the original dataset files.")
 flags.DEFINE_integer("repeats", 3, "Timed runs per case, after warm-up.")
-flags.DEFINE_string("json", None, "Also write the results to this JSON file (the cases "
-                    "that ran replace theirs; the others are kept).")
+flags.DEFINE_string(
+    "json",
+    None,
+    "Also write the results to this JSON file (the cases "
+    "that ran replace theirs; the others are kept).",
+)
 flags.DEFINE_string("case", None, "Run one case in this process (used internally).")
 flags.DEFINE_list("only", [], "Run only the cases whose names start with these.")
 FLAGS = flags.FLAGS
 
 PRECISIONS = ("float32", "mixed_bfloat16")
 # One training step of each preset as it trains (the README's hardware table).
-PRESETS = ("mnist", "celeb_a", "celeb_a_beta100", "mnist_damage", "celeb_a_damage",
-           "mnist_baseline", "celeb_a_baseline", "mnist_cpu", "mnist_damage_cpu",
-           "mnist_heal_cpu", "mnist_regrow_cpu", "mnist_regrow_long_cpu")
-CASES = ([f"train:mnist:{batch}:{precision}" for batch in (32, 8) for precision in PRECISIONS]
-         + [f"train:mnist:32:{precision}:recompute" for precision in PRECISIONS]
-         + [f"train:mnist:32:{precision}:recompute:microbatches=8:MALLOC_ARENA_MAX=2"
-            for precision in PRECISIONS]
-         + ["train:mnist:32:mixed_bfloat16:recompute:microbatches=8"]
-         + [f"train:celeb_a:4:{precision}" for precision in PRECISIONS]
-         + [f"iwae128:mnist:1:{precision}" for precision in PRECISIONS]
-         + ["sample:mnist:8:float32", "sample:celeb_a:8:float32",
-            "loop:mnist:8:float32", "data"]
-         + [f"preset:{name}:{configs.get_preset(name).train.batch_size}:float32"
-            for name in PRESETS])
+PRESETS = (
+    "mnist",
+    "celeb_a",
+    "celeb_a_beta100",
+    "mnist_damage",
+    "celeb_a_damage",
+    "mnist_baseline",
+    "celeb_a_baseline",
+    "mnist_cpu",
+    "mnist_damage_cpu",
+    "mnist_heal_cpu",
+    "mnist_regrow_cpu",
+    "mnist_regrow_long_cpu",
+)
+CASES = (
+    [f"train:mnist:{batch}:{precision}" for batch in (32, 8) for precision in PRECISIONS]
+    + [f"train:mnist:32:{precision}:recompute" for precision in PRECISIONS]
+    + [
+        f"train:mnist:32:{precision}:recompute:microbatches=8:MALLOC_ARENA_MAX=2"
+        for precision in PRECISIONS
+    ]
+    + ["train:mnist:32:mixed_bfloat16:recompute:microbatches=8"]
+    + [f"train:celeb_a:4:{precision}" for precision in PRECISIONS]
+    + [f"iwae128:mnist:1:{precision}" for precision in PRECISIONS]
+    + ["sample:mnist:8:float32", "sample:celeb_a:8:float32", "loop:mnist:8:float32", "data"]
+    + [f"preset:{name}:{configs.get_preset(name).train.batch_size}:float32" for name in PRESETS]
+)
 
 
 def _settings(case):
@@ -87,22 +104,39 @@ def preset_and_images(name, batch, data_dir):
     from vnca_tf import configs, data
 
     preset = configs.get_preset(name)
-    preset = dataclasses.replace(preset, train=dataclasses.replace(
-        preset.train, batch_size=batch, log_every=1, validation_every=10_000, image_every=10_000,
-        checkpoint_every=5))
-    images = data.load(preset.dataset, "test", data_dir=data_dir,
-                       image_size=preset.model.image_shape[0]).take(max(batch, 16) * 4).cache()
+    preset = dataclasses.replace(
+        preset,
+        train=dataclasses.replace(
+            preset.train,
+            batch_size=batch,
+            log_every=1,
+            validation_every=10_000,
+            image_every=10_000,
+            checkpoint_every=5,
+        ),
+    )
+    images = (
+        data.load(preset.dataset, "test", data_dir=data_dir, image_size=preset.model.image_shape[0])
+        .take(max(batch, 16) * 4)
+        .cache()
+    )
     return preset, images
 
 
 def training_step(preset, images, precision, recompute=False, microbatches=1):
     """(trainer, a function running one training step on a fixed batch)."""
-    from vnca_tf.training import Trainer
+    from vnca_tf.configs import RunConfig
+    from vnca_tf.training.loop import Trainer
 
-    trainer = Trainer(preset, tempfile.mkdtemp(), dataset=images, validation_dataset=images,
-                      precision=precision, recompute=recompute, microbatches=microbatches)
-    batch_images = next(trainer._batches(0))
-    return trainer, lambda: float(trainer._train_step(batch_images)["loss"])
+    trainer = Trainer(
+        preset,
+        tempfile.mkdtemp(),
+        dataset=images,
+        validation_dataset=images,
+        run=RunConfig(precision=precision, recompute=recompute, microbatches=microbatches),
+    )
+    batch_images = next(trainer.inputs.batches(0))
+    return trainer, lambda: float(trainer.step_function(batch_images)["loss"])
 
 
 def _loop_step_seconds(trainer, steps=10):
@@ -110,9 +144,10 @@ def _loop_step_seconds(trainer, steps=10):
     a checkpoint every 5), without the validation, images and checkpoint that
     end every train() call: the time of a call of 1 + steps steps less that of
     a call of 1 step, over steps."""
+
     def train(count):
         start = time.perf_counter()
-        trainer.train(int(trainer.step.numpy()) + count, progress=False)
+        trainer.train(int(trainer.state.step.numpy()) + count, progress=False)
         return time.perf_counter() - start
 
     train(1)  # Warm-up: traces validation and image summaries.
@@ -125,18 +160,27 @@ def run_case(case):
         sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
         import data_pipeline
 
-        return {"case": case, "pipelines": [data_pipeline.measure(*c, FLAGS.data_dir)
-                                            for c in data_pipeline.CASES]}
+        return {
+            "case": case,
+            "pipelines": [data_pipeline.measure(*c, FLAGS.data_dir) for c in data_pipeline.CASES],
+        }
     import tensorflow as tf
 
-    from vnca_tf.model import build_model
+    from vnca_tf.models import build_model
 
     kind, name, batch, precision, *options = case.split(":")
     batch, recompute = int(batch), "recompute" in options
     microbatches = int(_settings(case).get("microbatches", 1))
     preset, images = preset_and_images(name, batch, FLAGS.data_dir)
-    result = {"case": case, "kind": kind, "preset": name, "batch": batch,
-              "precision": precision, "recompute": recompute, "microbatches": microbatches}
+    result = {
+        "case": case,
+        "kind": kind,
+        "preset": name,
+        "batch": batch,
+        "precision": precision,
+        "recompute": recompute,
+        "microbatches": microbatches,
+    }
     if kind in ("train", "loop", "preset"):
         trainer, step = training_step(preset, images, precision, recompute, microbatches)
         result.update(_timed(step, FLAGS.repeats))
@@ -147,11 +191,16 @@ def run_case(case):
         if kind == "iwae128":
             one = next(iter(images.batch(1)))
             iwae = tf.function(model.iwae)
-            result.update(_timed(lambda: float(iwae(one, 128, seed=tf.constant([0, 0]),
-                                                    chunk_size=16)[0]), FLAGS.repeats))
+            result.update(
+                _timed(
+                    lambda: float(iwae(one, 128, seed=tf.constant([0, 0]), chunk_size=16)[0]),
+                    FLAGS.repeats,
+                )
+            )
         else:
-            result.update(_timed(lambda: float(tf.reduce_sum(model.sample(batch, seed=0)[1])),
-                                 FLAGS.repeats))
+            result.update(
+                _timed(lambda: float(tf.reduce_sum(model.sample(batch, seed=0)[1])), FLAGS.repeats)
+            )
             result["per_image_s"] = result["median_s"] / batch
     result.update(_peaks())
     return result
@@ -159,11 +208,15 @@ def run_case(case):
 
 def _describe(result):
     if result["case"] == "data":
-        return "\n".join(f"  data {p['dataset']:<16} {p['steady_images_per_s']:>12,.0f} img/s"
-                         for p in result["pipelines"])
-    line = (f"  {result['case']:<32} median {result['median_s']:8.2f} s  "
-            f"(min {result['min_s']:.2f}, max {result['max_s']:.2f})  "
-            f"peak RSS {result['peak_rss_gb']:.2f} GB")
+        return "\n".join(
+            f"  data {p['dataset']:<16} {p['steady_images_per_s']:>12,.0f} img/s"
+            for p in result["pipelines"]
+        )
+    line = (
+        f"  {result['case']:<32} median {result['median_s']:8.2f} s  "
+        f"(min {result['min_s']:.2f}, max {result['max_s']:.2f})  "
+        f"peak RSS {result['peak_rss_gb']:.2f} GB"
+    )
     if "loop_step_s" in result:
         line += f"  with pipeline+summaries+checkpoints {result['loop_step_s']:.2f} s/step"
     if "peak_gpu_gb" in result:
@@ -181,17 +234,26 @@ def main(argv):
         if FLAGS.only and not any(case.startswith(prefix) for prefix in FLAGS.only):
             continue
         output = subprocess.run(
-            [sys.executable, os.path.abspath(__file__), f"--case={case}",
-             f"--repeats={FLAGS.repeats}"] + ([f"--data_dir={FLAGS.data_dir}"]
-                                              if FLAGS.data_dir else []),
-            capture_output=True, text=True,
-            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2",
-                 **{k: v for k, v in _settings(case).items() if k.isupper()}})
-        lines = [l for l in output.stdout.splitlines() if l.startswith("RESULT ")]
+            [
+                sys.executable,
+                os.path.abspath(__file__),
+                f"--case={case}",
+                f"--repeats={FLAGS.repeats}",
+            ]
+            + ([f"--data_dir={FLAGS.data_dir}"] if FLAGS.data_dir else []),
+            capture_output=True,
+            text=True,
+            env={
+                **os.environ,
+                "TF_CPP_MIN_LOG_LEVEL": "2",
+                **{k: v for k, v in _settings(case).items() if k.isupper()},
+            },
+        )
+        lines = [line for line in output.stdout.splitlines() if line.startswith("RESULT ")]
         if output.returncode or not lines:
             print(f"  {case}: failed\n{output.stderr[-2000:]}")
             continue
-        results.append(json.loads(lines[-1][len("RESULT "):]))
+        results.append(json.loads(lines[-1][len("RESULT ") :]))
         print(_describe(results[-1]), flush=True)
     if FLAGS.json:
         import platform
@@ -204,9 +266,18 @@ def main(argv):
         order = {case: index for index, case in enumerate(CASES)}
         merged = sorted(kept + results, key=lambda r: order.get(r["case"], len(order)))
         with open(FLAGS.json, "w") as f:
-            json.dump({"machine": {"processor": platform.processor(), "cpus": os.cpu_count(),
-                                   "python": platform.python_version()},
-                       "results": merged}, f, indent=2)
+            json.dump(
+                {
+                    "machine": {
+                        "processor": platform.processor(),
+                        "cpus": os.cpu_count(),
+                        "python": platform.python_version(),
+                    },
+                    "results": merged,
+                },
+                f,
+                indent=2,
+            )
 
 
 if __name__ == "__main__":

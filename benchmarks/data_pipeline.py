@@ -14,19 +14,29 @@ from absl import app, flags
 
 from vnca_tf import data
 
-CASES = (("binarized_mnist", "train+validation", 32), ("mnist", "train", 32),
-         ("celeb_a", "train", 64), ("noto_emoji", "train", 64))
+CASES = (
+    ("binarized_mnist", "train+validation", 32),
+    ("mnist", "train", 32),
+    ("celeb_a", "train", 64),
+    ("noto_emoji", "train", 64),
+)
 
 
 def measure(name, split, size, data_dir=None, batch_size=32, num_batches=2000):
     """First-pass and steady-state images/s of one dataset's pipeline."""
     start = time.perf_counter()
-    dataset = data.load(name, split, data_dir=data_dir, image_size=size,
-                        batch_size=batch_size, shuffle_seed=0, repeat=True,
-                        drop_remainder=True)
+    dataset = data.load(
+        name,
+        split,
+        data_dir=data_dir,
+        image_size=size,
+        batch_size=batch_size,
+        shuffle_seed=0,
+        repeat=True,
+        drop_remainder=True,
+    )
     first_pass = time.perf_counter() - start
-    num_images = int(data.load(name, split, data_dir=data_dir,
-                               image_size=size).cardinality())
+    num_images = int(data.load(name, split, data_dir=data_dir, image_size=size).cardinality())
     iterator = iter(dataset)
     for _ in range(20):  # Warm-up: fill the shuffle buffer and prefetch.
         next(iterator)
@@ -34,19 +44,27 @@ def measure(name, split, size, data_dir=None, batch_size=32, num_batches=2000):
     for _ in range(num_batches):
         next(iterator)
     steady = num_batches * batch_size / (time.perf_counter() - start)
-    return {"dataset": name, "split": split, "image_size": size, "images": num_images,
-            "first_pass_images_per_s": num_images / first_pass,
-            "steady_images_per_s": steady}
+    return {
+        "dataset": name,
+        "split": split,
+        "image_size": size,
+        "images": num_images,
+        "first_pass_images_per_s": num_images / first_pass,
+        "steady_images_per_s": steady,
+    }
 
 
 def main(argv):
     del argv
-    results = [measure(*case, FLAGS.data_dir, FLAGS.batch_size, FLAGS.num_batches)
-               for case in CASES]
+    results = [
+        measure(*case, FLAGS.data_dir, FLAGS.batch_size, FLAGS.num_batches) for case in CASES
+    ]
     print(f"{'dataset':<16}{'images':>8}{'first pass img/s':>18}{'steady img/s':>14}")
     for r in results:
-        print(f"{r['dataset']:<16}{r['images']:>8}{r['first_pass_images_per_s']:>18,.0f}"
-              f"{r['steady_images_per_s']:>14,.0f}")
+        print(
+            f"{r['dataset']:<16}{r['images']:>8}{r['first_pass_images_per_s']:>18,.0f}"
+            f"{r['steady_images_per_s']:>14,.0f}"
+        )
     if FLAGS.json:
         with open(FLAGS.json, "w") as f:
             json.dump(results, f, indent=2)

@@ -42,8 +42,10 @@ def op_type_table(logdir):
     tables = json.loads(data)
     table = tables[0] if isinstance(tables, list) else tables
     columns = [c["id"] for c in table["cols"]]
-    rows = [dict(zip(columns, [cell["v"] if cell else None for cell in r["c"]]))
-            for r in table["rows"]]
+    rows = [
+        dict(zip(columns, [cell["v"] if cell else None for cell in r["c"]], strict=True))
+        for r in table["rows"]
+    ]
     by_type = collections.Counter()
     for row in rows:
         if row.get("host_or_device") in (None, "Host") and row["type"] != "IDLE":
@@ -64,7 +66,7 @@ def main(argv):
         step()
     tf.profiler.experimental.stop()
     print(f"{FLAGS.preset}, batch {FLAGS.batch}, {FLAGS.precision}: self-time by op type")
-    for name, micros, share in op_type_table(FLAGS.logdir)[:FLAGS.top]:
+    for name, micros, share in op_type_table(FLAGS.logdir)[: FLAGS.top]:
         print(f"{name:<32} {micros / 1e6 / FLAGS.steps:8.3f} s/step {100 * share:6.1f} %")
 
 

@@ -1,4 +1,5 @@
-"""Shared test settings: quiet TensorFlow logs, small helpers."""
+"""Shared test settings: quiet TensorFlow logs, two CPU devices, the data and
+fixture folders, and the markers that follow from them."""
 
 import os
 
@@ -7,26 +8,17 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
+from helpers import REPO  # noqa: E402
 
 # Two logical CPU devices, so that MirroredStrategy has two replicas to test.
 tf.config.set_logical_device_configuration(
-    tf.config.list_physical_devices("CPU")[0],
-    [tf.config.LogicalDeviceConfiguration()] * 2)
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def count_params(layer) -> int:
-    """Number of scalars in a layer's weights."""
-    return sum(int(np.prod(weight.shape)) for weight in layer.weights)
+    tf.config.list_physical_devices("CPU")[0], [tf.config.LogicalDeviceConfiguration()] * 2
+)
 
 
 @pytest.fixture
 def rng():
     return np.random.default_rng(1234)
-
-
-def binary_images(rng, batch, side):
-    return (rng.random((batch, side, side, 1)) > 0.5).astype(np.float32)
 
 
 @pytest.fixture(scope="session")
@@ -42,9 +34,20 @@ def data_dir():
 @pytest.fixture(scope="session")
 def fidelity_dir():
     """The authors' golden fixtures: $VNCA_FIDELITY_DIR, else ../shared/fidelity."""
-    path = os.environ.get("VNCA_FIDELITY_DIR") or os.path.join(REPO, "..", "shared",
-                                                                "fidelity")
+    path = os.environ.get("VNCA_FIDELITY_DIR") or os.path.join(REPO, "..", "shared", "fidelity")
     path = os.path.abspath(path)
     if not os.path.isfile(os.path.join(path, "mnist.npz")):
         pytest.fail(f"The fidelity fixtures are not at {path}; set VNCA_FIDELITY_DIR.")
     return path
+
+
+MARKER_OF_FIXTURE = {"data_dir": "data", "fidelity_dir": "fidelity"}
+
+
+def pytest_collection_modifyitems(config, items):
+    """Marks every test that reads the datasets ``data`` and every test that reads
+    the authors' fixtures ``fidelity``, from the fixtures it asks for."""
+    for item in items:
+        for fixture, marker in MARKER_OF_FIXTURE.items():
+            if fixture in getattr(item, "fixturenames", ()):
+                item.add_marker(marker)

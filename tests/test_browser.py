@@ -21,8 +21,11 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from vnca_tf import demo_server, export
+from vnca_tf.models import storage
+from vnca_tf.serving import demo_server
+from vnca_tf.serving.loaded import LoadedModel
 
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
 selenium = pytest.importorskip("selenium")
 from selenium import webdriver  # noqa: E402
 from selenium.webdriver.common.action_chains import ActionChains  # noqa: E402
@@ -31,20 +34,34 @@ from selenium.webdriver.common.keys import Keys  # noqa: E402
 
 MODELS = [model["path"] for model in demo_server.list_models()]
 DEFAULT_NAME = "mnist_regrow_long_cpu"  # The model the page opens with.
-DEFAULT_CONFIG = export.read_assets(os.path.join("saved_models", DEFAULT_NAME, "1"))[0].model
-CHROME_FLAGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                "--no-first-run", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync", "--window-size=1200,900")
+DEFAULT_CONFIG = storage.read_saved_model_assets(os.path.join("saved_models", DEFAULT_NAME, "1"))[
+    0
+].model
+CHROME_FLAGS = (
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--window-size=1200,900",
+)
 
 
 def _browser_paths():
     paths = [shutil.which(name) for name in ("chromium", "chromedriver")]
-    missing = [name for name, path in zip(("chromium", "chromedriver"), paths) if not path]
+    missing = [
+        name for name, path in zip(("chromium", "chromedriver"), paths, strict=True) if not path
+    ]
     if not os.path.isfile(demo_server.TFJS_SCRIPT):
         missing.append("web/node_modules (npm ci --prefix web)")
     if missing:
-        message = (f"The browser tests need {', '.join(missing)}; on Debian: apt-get "
-                   "install chromium chromium-driver, and npm ci --prefix web.")
+        message = (
+            f"The browser tests need {', '.join(missing)}; on Debian: apt-get "
+            "install chromium chromium-driver, and npm ci --prefix web."
+        )
         if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)
@@ -100,15 +117,17 @@ def _pause(page):
 def _grow(page, latents, steps, all_cells=False):
     """Starts the page from ``latents``, runs ``steps`` steps; returns its
     mean images (B, H, W, C)."""
-    page.execute_script("window.vnca.start(arguments[0]);"
-                        "window.vnca.steps(arguments[1], arguments[2]);",
-                        np.asarray(latents).tolist(), steps, all_cells)
+    page.execute_script(
+        "window.vnca.start(arguments[0]);window.vnca.steps(arguments[1], arguments[2]);",
+        np.asarray(latents).tolist(),
+        steps,
+        all_cells,
+    )
     return np.asarray(page.execute_script("return window.vnca.image()"), np.float32)
 
 
 def _errors(page):
-    severe = [entry["message"] for entry in page.get_log("browser")
-              if entry["level"] == "SEVERE"]
+    severe = [entry["message"] for entry in page.get_log("browser") if entry["level"] == "SEVERE"]
     return severe + page.execute_script("return window.vnca.state.errors")
 
 
@@ -127,15 +146,16 @@ def _saved_model_growth(name, latents, steps):
     """The shipped SavedModel's mean images for ``latents`` grown ``steps``
     steps with every cell updating: its grow signature when every cell updates
     anyway, else its browser signatures with all-ones masks."""
-    loaded = export.LoadedModel(os.path.join("saved_models", name, "1"))
+    loaded = LoadedModel(os.path.join("saved_models", name, "1"))
     signatures = loaded.signatures
     latents = tf.constant(latents, tf.float32)
     if loaded.config.update_probability == 1.0:
         return signatures["grow"](latents=latents, seed=tf.constant(0, tf.int64))["frames"][-1]
     cells = signatures["browser_initial_cells"](latents=latents)["cells"]
     for _ in range(steps):
-        cells = signatures["browser_step"](cells=cells,
-                                           mask=tf.ones([*cells.shape[:3], 1]))["cells"]
+        cells = signatures["browser_step"](cells=cells, mask=tf.ones([*cells.shape[:3], 1]))[
+            "cells"
+        ]
     return signatures["browser_picture"](cells=cells)["image"]
 
 
@@ -156,8 +176,9 @@ def test_the_page_loads_without_errors_and_the_automaton_runs(page):
 def test_the_browser_grows_what_the_saved_model_grows(page, path, rng):
     _pause(page)
     page.execute_script("return window.vnca.load(arguments[0])", path)
-    config = export.read_assets(os.path.join("saved_models", os.path.basename(path), "1")
-                                )[0].model
+    config = storage.read_saved_model_assets(
+        os.path.join("saved_models", os.path.basename(path), "1")
+    )[0].model
     latents = rng.standard_normal((3, config.latent_size)).astype(np.float32)
     steps = _growth_steps(config)
     browser = _grow(page, latents, steps, all_cells=True)
@@ -173,11 +194,10 @@ def _stroke(page, points):
     height) with the left button held."""
     board = page.find_element(By.ID, "board")
     size = board.size
-    offsets = [(int((x - 0.5) * size["width"]), int((y - 0.5) * size["height"]))
-               for x, y in points]
+    offsets = [(int((x - 0.5) * size["width"]), int((y - 0.5) * size["height"])) for x, y in points]
     actions = ActionChains(page, duration=20)
     actions.move_to_element_with_offset(board, *offsets[0]).click_and_hold()
-    for previous, offset in zip(offsets, offsets[1:]):
+    for previous, offset in zip(offsets, offsets[1:], strict=True):
         actions.move_by_offset(offset[0] - previous[0], offset[1] - previous[1])
     actions.release().perform()
 
@@ -202,8 +222,7 @@ def test_the_brush_erases_cells_and_they_regrow(page, rng, tmp_path):
     regrown = np.asarray(page.execute_script("return window.vnca.image()"), np.float32)
     damaged_error = np.abs(damaged - grown)[:, region].mean()
     regrown_error = np.abs(regrown - grown)[:, region].mean()
-    print(f"error in the erased region: {damaged_error:.4f} damaged, "
-          f"{regrown_error:.4f} regrown")
+    print(f"error in the erased region: {damaged_error:.4f} damaged, {regrown_error:.4f} regrown")
     assert regrown_error < 0.5 * damaged_error
     # What the README shows: the first sample's regrowth, as the page draws it.
     page.execute_script("return window.vnca.draw()")
@@ -224,59 +243,70 @@ def test_a_drawn_digit_regrows_closer_than_a_sample(page, rng):
     assert brush.get_attribute("value") == "2"
     # A zero: an ellipse around the middle.
     angles = np.linspace(0, 2 * np.pi, 25)
-    _stroke(page, list(zip(0.5 + 0.17 * np.sin(angles), 0.5 + 0.27 * np.cos(angles))))
+    _stroke(page, list(zip(0.5 + 0.17 * np.sin(angles), 0.5 + 0.27 * np.cos(angles), strict=True)))
     drawing = np.asarray(page.execute_script("return window.vnca.drawing()"), np.float32)
     assert 40 < drawing.sum() < 200, drawing.sum()
     page.find_element(By.ID, "regrow").click()
-    assert page.execute_script(
-        'return document.querySelector(\'input[name="tool"]:checked\').value') == "damage"
+    assert (
+        page.execute_script("return document.querySelector('input[name=\"tool\"]:checked').value")
+        == "damage"
+    )
     page.execute_script("window.vnca.steps(arguments[0])", DEFAULT_CONFIG.max_steps)
     regrown = np.asarray(page.execute_script("return window.vnca.image()"), np.float32)
-    samples = _grow(page, rng.standard_normal((8, DEFAULT_CONFIG.latent_size)),
-                    DEFAULT_CONFIG.max_steps)
+    samples = _grow(
+        page, rng.standard_normal((8, DEFAULT_CONFIG.latent_size)), DEFAULT_CONFIG.max_steps
+    )
     regrown_error = np.abs(regrown - drawing).mean()
     sample_errors = np.abs(samples - drawing).mean(axis=(1, 2, 3))
-    print(f"error to the drawing: {regrown_error:.4f} regrown, "
-          f"{sample_errors.mean():.4f} (min {sample_errors.min():.4f}) for samples")
+    print(
+        f"error to the drawing: {regrown_error:.4f} regrown, "
+        f"{sample_errors.mean():.4f} (min {sample_errors.min():.4f}) for samples"
+    )
     assert regrown_error < sample_errors.mean()
     assert _errors(page) == []
 
 
-def test_a_model_that_does_not_load_is_listed_with_its_error_and_the_others_work(
-        browser, page_url):
+def test_a_model_that_does_not_load_is_listed_with_its_error_and_the_others_work(browser, page_url):
     # Two of yours: a manifest cut short, and one whose graphs are missing,
     # ranked first (it claims the best healing) so that the page tries it first.
     mine = os.path.join(demo_server.WEB_ROOT, "my_models")
-    broken = {name: os.path.join(mine, name) for name in ("vnca_test_no_graphs",
-                                                           "vnca_test_bad_manifest")}
+    broken = {
+        name: os.path.join(mine, name) for name in ("vnca_test_no_graphs", "vnca_test_bad_manifest")
+    }
     try:
-        with open(os.path.join(demo_server.WEB_ROOT, "models", DEFAULT_NAME,
-                               demo_server.MANIFEST)) as f:
+        with open(
+            os.path.join(demo_server.WEB_ROOT, "models", DEFAULT_NAME, demo_server.MANIFEST)
+        ) as f:
             manifest = json.load(f)
         manifest["results"]["healing"]["recovered_over_damaged"] = 0.01
         for folder in broken.values():
             os.makedirs(folder)
         with open(os.path.join(broken["vnca_test_no_graphs"], demo_server.MANIFEST), "w") as f:
             json.dump(manifest, f)
-        with open(os.path.join(broken["vnca_test_bad_manifest"], demo_server.MANIFEST),
-                  "w") as f:
+        with open(os.path.join(broken["vnca_test_bad_manifest"], demo_server.MANIFEST), "w") as f:
             f.write('{"preset": ')
         browser.get(page_url)
         deadline = time.time() + 120
-        while time.time() < deadline and not browser.find_element(
-                By.ID, "status").text.startswith(("Running", "Could not start")):
+        while time.time() < deadline and not browser.find_element(By.ID, "status").text.startswith(
+            ("Running", "Could not start")
+        ):
             time.sleep(0.2)
         assert browser.find_element(By.ID, "status").text.startswith("Running on TensorFlow.js")
         assert browser.execute_script("return window.vnca.state.modelPath") == (
-            f"models/{DEFAULT_NAME}")
-        options = {option.get_attribute("value"): option
-                   for option in browser.find_elements(By.CSS_SELECTOR, "#model option")}
+            f"models/{DEFAULT_NAME}"
+        )
+        options = {
+            option.get_attribute("value"): option
+            for option in browser.find_elements(By.CSS_SELECTOR, "#model option")
+        }
         for name in broken:
             option = options[f"my_models/{name}"]
             assert option.get_attribute("disabled") == "true"
             assert option.text.startswith(f"{name} (does not load: ")
-        assert "vnca.json does not read: JSONDecodeError" in options[
-            "my_models/vnca_test_bad_manifest"].text
+        assert (
+            "vnca.json does not read: JSONDecodeError"
+            in options["my_models/vnca_test_bad_manifest"].text
+        )
         assert options[f"models/{DEFAULT_NAME}"].get_attribute("disabled") is None
     finally:
         for folder in broken.values():

@@ -6,10 +6,13 @@ import subprocess
 import sys
 import time
 
-from conftest import REPO
-from vnca_tf import cli, configs
-from vnca_tf.console import Console, duration
-from vnca_tf.training import long_run_note
+import presets
+import pytest
+from helpers import REPO
+
+from vnca_tf.common import cli
+from vnca_tf.common.console import Console, duration
+from vnca_tf.training.reporting import long_run_note
 
 
 class _Terminal(io.StringIO):
@@ -60,13 +63,17 @@ def test_a_log_file_gets_a_progress_line_every_log_seconds_and_every_event():
 
 
 def test_start_up_noise_is_dropped_and_real_errors_kept():
-    no_gpu = """WARNING: All log messages before absl::InitializeLog() is called are written to STDERR
-I0000 00:00:1.2 1 port.cc:153] oneDNN custom operations are on. You may see slightly different numerical results
-I0000 00:00:1.3 1 cudart_stub.cc:31] Could not find cuda drivers on your machine, GPU will not be used.
-I0000 00:00:1.4 1 cpu_feature_guard.cc:227] This TensorFlow binary is optimized to use available CPU instructions in performance-critical operations.
-To enable the following instructions: AVX2 AVX512F FMA, in other operations, rebuild TensorFlow with the appropriate compiler flags.
-E0000 00:00:1.5 1 cuda_platform.cc:52] failed call to cuInit: INTERNAL: CUDA error: Failed call to cuInit: UNKNOWN ERROR (303)
-E0000 00:00:1.6 1 some_op.cc:1] Out of memory while trying to allocate 4.0 GiB"""
+    no_gpu = "\n".join(
+        [
+            "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR",  # noqa: E501 (a verbatim log line)
+            "I0000 00:00:1.2 1 port.cc:153] oneDNN custom operations are on. You may see slightly different numerical results",  # noqa: E501 (a verbatim log line)
+            "I0000 00:00:1.3 1 cudart_stub.cc:31] Could not find cuda drivers on your machine, GPU will not be used.",  # noqa: E501 (a verbatim log line)
+            "I0000 00:00:1.4 1 cpu_feature_guard.cc:227] This TensorFlow binary is optimized to use available CPU instructions in performance-critical operations.",  # noqa: E501 (a verbatim log line)
+            "To enable the following instructions: AVX2 AVX512F FMA, in other operations, rebuild TensorFlow with the appropriate compiler flags.",  # noqa: E501 (a verbatim log line)
+            "E0000 00:00:1.5 1 cuda_platform.cc:52] failed call to cuInit: INTERNAL: CUDA error: Failed call to cuInit: UNKNOWN ERROR (303)",  # noqa: E501 (a verbatim log line)
+            "E0000 00:00:1.6 1 some_op.cc:1] Out of memory while trying to allocate 4.0 GiB",
+        ]
+    )
     assert cli.kept_lines(no_gpu) == [no_gpu.splitlines()[-1]]
     broken_driver = "E0000 cuda_platform.cc:52] failed call to cuInit: CUDA_ERROR_UNKNOWN"
     assert cli.kept_lines(broken_driver) == [broken_driver]  # A GPU machine: not noise.
@@ -79,17 +86,26 @@ def test_quiet_startup_passes_on_what_is_not_noise(capfd):
     assert capfd.readouterr().err == "E0000 real.cc:1] a real error\n"
 
 
+@pytest.mark.slow
 def test_scripts_start_quietly_and_answer_bad_input_in_one_line(tmp_path):
     """A script that imports TensorFlow and fails: one line on stderr."""
     result = subprocess.run(
-        [sys.executable, os.path.join(REPO, "export.py"), f"--model_dir={tmp_path}",
-         f"--export_dir={tmp_path / 'export'}"], capture_output=True, text=True, cwd=REPO,
-        env={key: value for key, value in os.environ.items()
-             if key != "TF_CPP_MIN_LOG_LEVEL"})
+        [
+            sys.executable,
+            os.path.join(REPO, "export.py"),
+            f"--model_dir={tmp_path}",
+            f"--export_dir={tmp_path / 'export'}",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={key: value for key, value in os.environ.items() if key != "TF_CPP_MIN_LOG_LEVEL"},
+    )
     assert result.returncode == 2
     assert result.stderr.splitlines() == [
         f"Error: {tmp_path} is not a training folder: it has no config.json. Pass the "
-        "--model_dir that train.py wrote to."]
+        "--model_dir that train.py wrote to."
+    ]
 
 
 def test_the_watchdog_says_what_a_quiet_console_is_doing():
@@ -107,12 +123,14 @@ def test_the_watchdog_says_what_a_quiet_console_is_doing():
 
 
 def test_a_run_of_more_than_a_day_here_gets_a_line_naming_a_cpu_preset():
-    celeb_a = configs.get_preset("celeb_a").model
+    celeb_a = presets.get("celeb_a").model
     note = long_run_note(83.2, 99_998, 0, celeb_a)
-    assert note == ("Note: at 83.2 s a step on the CPU (no GPU found), the 99,998 steps left "
-                    "take about 96 days here. On a machine like this, try --preset=mnist_cpu "
-                    "(made for a CPU).")
-    damage = configs.get_preset("celeb_a_damage").model
+    assert note == (
+        "Note: at 83.2 s a step on the CPU (no GPU found), the 99,998 steps left "
+        "take about 96 days here. On a machine like this, try --preset=mnist_cpu "
+        "(made for a CPU)."
+    )
+    damage = presets.get("celeb_a_damage").model
     assert "--preset=mnist_damage_cpu" in long_run_note(47.0, 99_998, 2, damage)
     assert "on 2 GPU(s)" in long_run_note(47.0, 99_998, 2, damage)
     assert long_run_note(0.5, 99_998, 0, celeb_a) is None  # 14 hours: no line.

@@ -10,8 +10,8 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from vnca_tf import data, readers, torch_random
-from vnca_tf.data import DataError
+from vnca_tf import data
+from vnca_tf.data import DataError, readers, splits
 
 
 def _count(dataset):
@@ -22,12 +22,21 @@ def _array(dataset):
     return np.concatenate([batch.numpy() for batch in dataset.batch(5000)])
 
 
-@pytest.mark.parametrize("name, split, size", [
-    ("binarized_mnist", "train", 50_000), ("binarized_mnist", "validation", 10_000),
-    ("binarized_mnist", "test", 10_000), ("binarized_mnist", "train+validation", 60_000),
-    ("celeb_a", "train", 4_560), ("celeb_a", "validation", 780), ("celeb_a", "test", 660),
-    ("noto_emoji", "train", 2_656), ("noto_emoji", "test", 664),
-])
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "name, split, size",
+    [
+        ("binarized_mnist", "train", 50_000),
+        ("binarized_mnist", "validation", 10_000),
+        ("binarized_mnist", "test", 10_000),
+        ("binarized_mnist", "train+validation", 60_000),
+        ("celeb_a", "train", 4_560),
+        ("celeb_a", "validation", 780),
+        ("celeb_a", "test", 660),
+        ("noto_emoji", "train", 2_656),
+        ("noto_emoji", "test", 664),
+    ],
+)
 def test_split_sizes(data_dir, name, split, size):
     assert _count(data.load(name, split, data_dir=data_dir)) == size
 
@@ -40,7 +49,8 @@ def test_paper_training_splits():
 def test_mnist_has_labels_and_is_binarized_at_128(data_dir):
     for split, size in (("train", 60_000), ("test", 10_000)):
         pairs = data.load("mnist", split, data_dir=data_dir, image_size=28, with_labels=True)
-        images, labels = zip(*[(i.numpy(), l.numpy()) for i, l in pairs.batch(10_000)])
+        batches = [(i.numpy(), labels.numpy()) for i, labels in pairs.batch(10_000)]
+        images, labels = zip(*batches, strict=True)
         images, labels = np.concatenate(images), np.concatenate(labels)
         assert images.shape == (size, 28, 28, 1) and labels.shape == (size,)
         assert set(np.unique(labels)) == set(range(10))
@@ -48,14 +58,20 @@ def test_mnist_has_labels_and_is_binarized_at_128(data_dir):
     np.testing.assert_array_equal(images[..., 0], (raw >= 128).astype(np.uint8))
 
 
-@pytest.mark.parametrize("name, size, channels, max_value", [
-    ("binarized_mnist", 32, 1, 1), ("binarized_mnist", 28, 1, 1), ("mnist", 32, 1, 1),
-    ("celeb_a", 64, 3, 255), ("celeb_a", 62, 3, 255), ("celeb_a", 32, 3, 255),
-    ("noto_emoji", 64, 3, 255),
-])
+@pytest.mark.parametrize(
+    "name, size, channels, max_value",
+    [
+        ("binarized_mnist", 32, 1, 1),
+        ("binarized_mnist", 28, 1, 1),
+        ("mnist", 32, 1, 1),
+        ("celeb_a", 64, 3, 255),
+        ("celeb_a", 62, 3, 255),
+        ("celeb_a", 32, 3, 255),
+        ("noto_emoji", 64, 3, 255),
+    ],
+)
 def test_shapes_dtypes_and_value_ranges(data_dir, name, size, channels, max_value):
-    batch = next(iter(data.load(name, "test", data_dir=data_dir, image_size=size,
-                                batch_size=64)))
+    batch = next(iter(data.load(name, "test", data_dir=data_dir, image_size=size, batch_size=64)))
     assert batch.dtype == tf.uint8
     assert batch.shape == (64, size, size, channels)
     values = np.unique(batch.numpy())
@@ -78,8 +94,15 @@ def test_padding_centres_the_digit_in_zeros(data_dir):
 
 def test_the_same_seed_gives_the_same_order(data_dir):
     def first_batches(seed):
-        dataset = data.load("binarized_mnist", "validation", data_dir=data_dir,
-                            batch_size=16, shuffle_seed=seed, repeat=True, drop_remainder=True)
+        dataset = data.load(
+            "binarized_mnist",
+            "validation",
+            data_dir=data_dir,
+            batch_size=16,
+            shuffle_seed=seed,
+            repeat=True,
+            drop_remainder=True,
+        )
         iterator = iter(dataset)
         return np.stack([next(iterator).numpy() for _ in range(3)])
 
@@ -94,8 +117,10 @@ def test_every_epoch_is_a_fresh_permutation_of_the_whole_dataset():
     # 103 elements in batches of 10 that run across the epochs' boundaries.
     pairs = tf.data.Dataset.range(103).map(lambda i: (i, -i))
     batches = data.shuffled(pairs, seed=3, batch_size=10)
-    values, negatives = (np.concatenate(parts) for parts in zip(
-        *[(a.numpy(), b.numpy()) for a, b in batches.take(31)]))
+    values, negatives = (
+        np.concatenate(parts)
+        for parts in zip(*[(a.numpy(), b.numpy()) for a, b in batches.take(31)], strict=True)
+    )
     np.testing.assert_array_equal(negatives, -values)  # Pairs stay together.
     first, second, third = values[:103], values[103:206], values[206:309]
     for epoch in (first, second, third):
@@ -108,6 +133,7 @@ def test_every_epoch_is_a_fresh_permutation_of_the_whole_dataset():
     np.testing.assert_array_equal(next(iter(resumed))[0].numpy(), values[120:130])
 
 
+@pytest.mark.slow
 def test_celeb_a_resize_and_centre_crop(data_dir):
     path = os.path.join(data_dir, "celeba", "img_align_celeba", "000002.jpg")
     image = tf.io.decode_jpeg(tf.io.read_file(path), dct_method="INTEGER_ACCURATE")
@@ -132,8 +158,9 @@ def test_celeb_a_pixels_are_the_authors(data_dir, fidelity_dir):
     # The default (fast) IDCT would change 64% of the decoded values.
     path = os.path.join(data_dir, "celeba", "img_align_celeba", str(fixture["image_names"][0]))
     raw = tf.io.read_file(path)
-    fast, exact = (tf.io.decode_jpeg(raw, dct_method=m).numpy().astype(int)
-                   for m in ("", "INTEGER_ACCURATE"))
+    fast, exact = (
+        tf.io.decode_jpeg(raw, dct_method=m).numpy().astype(int) for m in ("", "INTEGER_ACCURATE")
+    )
     assert (fast != exact).mean() > 0.3
 
 
@@ -157,32 +184,55 @@ def test_noto_emoji_test_split_is_the_authors_random_split(data_dir):
     # generator=torch.Generator().manual_seed(0)), as torch 2.13 computed it
     # (the hash of the sorted test names, one per line).
     folder = os.path.join(data_dir, "noto_emoji", "png", "128")
-    test = readers.noto_emoji_split(folder, "test")
-    train = readers.noto_emoji_split(folder, "train")
+    test = splits.noto_emoji_split(folder, "test")
+    train = splits.noto_emoji_split(folder, "train")
     assert len(test) == 664 and len(train) == 2656 and not set(test) & set(train)
     names = "\n".join(sorted(os.path.basename(path) for path in test))
     assert hashlib.sha256(names.encode()).hexdigest() == (
-        "a07984f584d671a8b6726611fa099840f695852d7063a467d6b48ed6df04d633")
+        "a07984f584d671a8b6726611fa099840f695852d7063a467d6b48ed6df04d633"
+    )
 
 
 def test_torch_randperm_is_reproduced():
     # Values printed by torch 2.13.0 (CPU): torch.randperm(n, generator=
     # torch.Generator().manual_seed(seed)).tolist().
-    assert torch_random.randperm(10, 0).tolist() == [4, 1, 7, 5, 3, 9, 0, 8, 6, 2]
-    assert torch_random.randperm(20, 42).tolist() == [
-        2, 14, 18, 15, 1, 10, 0, 4, 6, 11, 8, 3, 7, 17, 13, 12, 19, 5, 16, 9]
-    first, second = torch_random.random_split(10, [7, 3], 0)
+    assert splits.randperm(10, 0).tolist() == [4, 1, 7, 5, 3, 9, 0, 8, 6, 2]
+    assert splits.randperm(20, 42).tolist() == [
+        2,
+        14,
+        18,
+        15,
+        1,
+        10,
+        0,
+        4,
+        6,
+        11,
+        8,
+        3,
+        7,
+        17,
+        13,
+        12,
+        19,
+        5,
+        16,
+        9,
+    ]
+    first, second = splits.random_split(10, [7, 3], 0)
     assert first.tolist() == [4, 1, 7, 5, 3, 9, 0] and second.tolist() == [8, 6, 2]
     with pytest.raises(ValueError, match="do not add up to 10"):
-        torch_random.random_split(10, [7, 2], 0)
+        splits.random_split(10, [7, 2], 0)
 
 
-@pytest.mark.parametrize("name, features", [
-    ("binarized_mnist", None), ("mnist", "labels"), ("celeb_a", None)])
+@pytest.mark.parametrize(
+    "name, features", [("binarized_mnist", None), ("mnist", "labels"), ("celeb_a", None)]
+)
 def test_tensorflow_datasets_source(name, features):
     with tfds.testing.mock_data(num_examples=12):
-        dataset = data.load(name, "test", source="tfds", with_labels=features == "labels",
-                            batch_size=4)
+        dataset = data.load(
+            name, "test", source="tfds", with_labels=features == "labels", batch_size=4
+        )
         batch = next(iter(dataset))
     images = batch[0] if features else batch
     spec = data.get_spec(name)
@@ -212,14 +262,27 @@ def test_tensorflow_datasets_prepares_and_serves_the_original_files(tmp_path, da
         return {key: str(files / os.path.basename(url)) for key, url in urls.items()}
 
     with mock.patch.object(tfds.download.DownloadManager, "download", download):
-        served = _array(data.load("binarized_mnist", "train+validation", source="tfds",
-                                  tfds_dir=str(tmp_path / "tfds")))
-    local = _array(data.load("binarized_mnist", "train+validation", source="local",
-                             data_dir=str(files)))
+        served = _array(
+            data.load(
+                "binarized_mnist",
+                "train+validation",
+                source="tfds",
+                tfds_dir=str(tmp_path / "tfds"),
+            )
+        )
+    local = _array(
+        data.load("binarized_mnist", "train+validation", source="local", data_dir=str(files))
+    )
     assert served.shape == local.shape == (12, 32, 32, 1)
     assert sorted(map(bytes, served)) == sorted(map(bytes, local))
-    again = _array(data.load("binarized_mnist", "test", tfds_dir=str(tmp_path / "tfds"),
-                             data_dir=str(tmp_path / "none")))  # auto: the prepared copy.
+    again = _array(
+        data.load(
+            "binarized_mnist",
+            "test",
+            tfds_dir=str(tmp_path / "tfds"),
+            data_dir=str(tmp_path / "none"),
+        )
+    )  # auto: the prepared copy.
     assert again.shape == (6, 32, 32, 1)
 
 
@@ -246,14 +309,15 @@ def _small_celeba(tmp_path, data_dir, names, csv=False):
     folder = tmp_path / "celeba"
     (folder / "img_align_celeba").mkdir(parents=True)
     for name in names:
-        shutil.copy(os.path.join(data_dir, "celeba", "img_align_celeba", name),
-                    folder / "img_align_celeba" / name)
+        shutil.copy(
+            os.path.join(data_dir, "celeba", "img_align_celeba", name),
+            folder / "img_align_celeba" / name,
+        )
     if csv:
         lines = ["image_id,partition"] + [f"{name},0" for name in names]
         (folder / "list_eval_partition.csv").write_text("\n".join(lines) + "\n")
     else:
-        (folder / "list_eval_partition.txt").write_text(
-            "".join(f"{name} 0\n" for name in names))
+        (folder / "list_eval_partition.txt").write_text("".join(f"{name} 0\n" for name in names))
     return folder
 
 
@@ -300,22 +364,23 @@ def test_non_binary_amat_value_is_named(tmp_path):
 
 def test_amat_in_another_number_format_is_read(tmp_path):
     _write_amat(tmp_path / "binarized_mnist", [" ".join(["1.0"] + ["0.0"] * 783)])
-    images = _array(data.load("binarized_mnist", "test", data_dir=str(tmp_path),
-                              image_size=28))
+    images = _array(data.load("binarized_mnist", "test", data_dir=str(tmp_path), image_size=28))
     assert images.shape == (1, 28, 28, 1) and images[0, 0, 0, 0] == 1 and images.sum() == 1
 
 
 def _write_idx(path, magic, shape, payload):
-    path.write_bytes(struct.pack(">i", magic) + struct.pack(f">{len(shape)}i", *shape)
-                     + payload)
+    path.write_bytes(struct.pack(">i", magic) + struct.pack(f">{len(shape)}i", *shape) + payload)
 
 
 def test_wrong_idx_magic_is_named(tmp_path):
     folder = tmp_path / "mnist"
     folder.mkdir()
     _write_idx(folder / "t10k-images-idx3-ubyte", 2049, (2, 28, 28), bytes(2 * 784))
-    with pytest.raises(DataError, match=r"t10k-images-idx3-ubyte: wrong IDX magic number "
-                                        r"2049, expected 2051"):
+    with pytest.raises(
+        DataError,
+        match=r"t10k-images-idx3-ubyte: wrong IDX magic number "
+        r"2049, expected 2051",
+    ):
         data.load("mnist", "test", data_dir=str(tmp_path))
 
 
@@ -331,13 +396,16 @@ def test_short_idx_and_label_mismatch_are_named(tmp_path):
         data.load("mnist", "test", data_dir=str(tmp_path), with_labels=True)
 
 
-@pytest.mark.parametrize("kwargs, words", [
-    (dict(name="cifar10"), "Unknown dataset 'cifar10'. Known datasets: binarized_mnist"),
-    (dict(name="mnist", split="validation"), "mnist has no split 'validation'"),
-    (dict(name="celeb_a", with_labels=True), "celeb_a has no labels"),
-    (dict(name="binarized_mnist", image_size=64), "zero-padded to 32x32"),
-    (dict(name="celeb_a", source="web"), "Unknown source 'web'"),
-])
+@pytest.mark.parametrize(
+    "kwargs, words",
+    [
+        (dict(name="cifar10"), "Unknown dataset 'cifar10'. Known datasets: binarized_mnist"),
+        (dict(name="mnist", split="validation"), "mnist has no split 'validation'"),
+        (dict(name="celeb_a", with_labels=True), "celeb_a has no labels"),
+        (dict(name="binarized_mnist", image_size=64), "zero-padded to 32x32"),
+        (dict(name="celeb_a", source="web"), "Unknown source 'web'"),
+    ],
+)
 def test_bad_requests_are_explained(data_dir, kwargs, words):
     with pytest.raises(DataError, match=words):
         data.load(data_dir=data_dir, **kwargs)

@@ -1,15 +1,18 @@
 import numpy as np
 import pytest
+from helpers import count_params
 
-from conftest import count_params
-from vnca_tf.encoder import Encoder
+from vnca_tf.models.encoder import Encoder
 
 
-@pytest.mark.parametrize("image_shape, latent_size, expected", [
-    ((32, 32, 1), 256, 5_402_880),  # binarized MNIST padded to 32x32 (A.5)
-    ((64, 64, 3), 256, 8_550_208),  # CelebA 64x64 (A.5)
-    ((28, 28, 1), 128, 4_878_336),  # non-doubling MNIST, padding 4 (A.6)
-])
+@pytest.mark.parametrize(
+    "image_shape, latent_size, expected",
+    [
+        ((32, 32, 1), 256, 5_402_880),  # binarized MNIST padded to 32x32 (A.5)
+        ((64, 64, 3), 256, 8_550_208),  # CelebA 64x64 (A.5)
+        ((28, 28, 1), 128, 4_878_336),  # non-doubling MNIST, padding 4 (A.6)
+    ],
+)
 def test_encoder_has_the_papers_parameter_count(image_shape, latent_size, expected):
     encoder = Encoder(latent_size)
     encoder.build((None,) + image_shape)

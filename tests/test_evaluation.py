@@ -7,22 +7,32 @@ import sys
 
 import matplotlib.image
 import numpy as np
+import presets
 import pytest
 import tensorflow as tf
+from helpers import REPO
 
-from conftest import REPO
-from vnca_tf import configs, data, evaluation, figures
-from vnca_tf.model import build_model
-from vnca_tf.run_folder import RunFolderError, restore, save_config
-from vnca_tf.training import Trainer
+from vnca_tf import data, loading
+from vnca_tf.configs import RunConfig
+from vnca_tf.evaluation import figures, healing, likelihood, reports
+from vnca_tf.models import build_model
+from vnca_tf.training.loop import Trainer
+from vnca_tf.training.run_folder import RunFolderError, save_config
 
 
 def _train(name, model_dir, data_dir, steps=10):
-    preset = configs.get_preset(name)
-    preset = dataclasses.replace(preset, train=dataclasses.replace(
-        preset.train, learning_rate=1e-3, validation_every=1000, image_every=1000,
-        checkpoint_every=1000))
-    Trainer(preset, model_dir, data_dir=data_dir).train(steps, progress=False)
+    preset = presets.get(name)
+    preset = dataclasses.replace(
+        preset,
+        train=dataclasses.replace(
+            preset.train,
+            learning_rate=1e-3,
+            validation_every=1000,
+            image_every=1000,
+            checkpoint_every=1000,
+        ),
+    )
+    Trainer(preset, model_dir, run=RunConfig(data_dir=data_dir)).train(steps, progress=False)
     save_config(model_dir, preset)
     return model_dir
 
@@ -42,25 +52,38 @@ def baseline_dir(tmp_path_factory, data_dir):
     return _train("test_mnist_baseline", str(tmp_path_factory.mktemp("baseline")), data_dir)
 
 
+@pytest.mark.slow
 def test_iwae_128_is_at_least_the_elbo_on_the_same_images(mnist_dir, data_dir):
-    model, preset, training = restore(mnist_dir)
+    model, preset, training = loading.restore(mnist_dir)
     assert training["steps"] == 20 and training["wall_time_s"] > 0
-    images = evaluation.test_images(preset, data_dir=data_dir).take(32)
-    report = evaluation.log_likelihood(model, images, 128, batch_size=16, progress=False)
+    images = likelihood.test_images(preset, data_dir=data_dir).take(32)
+    report = likelihood.log_likelihood(model, images, 128, batch_size=16, progress=False)
     batch = next(iter(images.batch(32)))
     elbos = [-model.negative_elbo(batch, seed=[s, 0])["loss"].numpy().mean() for s in range(8)]
     assert report["num_examples"] == 32 and report["num_samples"] == 128
     assert np.isfinite(report["log_likelihood_nats"]) and report["stderr_nats"] > 0
     assert report["log_likelihood_nats"] >= np.mean(elbos)
     assert report["bits_per_dim"] == pytest.approx(
-        -report["log_likelihood_nats"] / (32 * 32 * np.log(2)))
+        -report["log_likelihood_nats"] / (32 * 32 * np.log(2))
+    )
 
 
+@pytest.mark.slow
 def test_evaluate_cli_writes_a_report(mnist_dir, data_dir, tmp_path):
     result = subprocess.run(
-        [sys.executable, os.path.join(REPO, "evaluate.py"), f"--model_dir={mnist_dir}",
-         f"--data_dir={data_dir}", "--max_examples=40", "--num_samples=16",
-         f"--output_dir={tmp_path}"], capture_output=True, text=True, cwd=REPO)
+        [
+            sys.executable,
+            os.path.join(REPO, "evaluate.py"),
+            f"--model_dir={mnist_dir}",
+            f"--data_dir={data_dir}",
+            "--max_examples=40",
+            "--num_samples=16",
+            f"--output_dir={tmp_path}",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.load(open(tmp_path / "results.json"))
     assert report["num_examples"] == 40 and report["subset"] is True
@@ -72,41 +95,66 @@ def test_evaluate_cli_writes_a_report(mnist_dir, data_dir, tmp_path):
     assert lines[:2] == [
         f"Evaluating {mnist_dir} (test_mnist, latest checkpoint) on binarized_mnist test: "
         "IWAE-16 on the first 40 images, 16 a batch",
-        "Loaded 10,000 test images in " + lines[1].split(" in ")[1]]
-    assert re.fullmatch(r"image 16/40 \[#+\.+\] \| log p\(x\) >= -\d+\.\d\d nats \| .* "
-                        r"images/s \| ETA \d:\d\d:\d\d", lines[2]), lines[2]
+        "Loaded 10,000 test images in " + lines[1].split(" in ")[1],
+    ]
+    assert re.fullmatch(
+        r"image 16/40 \[#+\.+\] \| log p\(x\) >= -\d+\.\d\d nats \| .* "
+        r"images/s \| ETA \d:\d\d:\d\d",
+        lines[2],
+    ), lines[2]
     # A report over 40 images is never replaced by one over fewer.
     fewer = subprocess.run(
-        [sys.executable, os.path.join(REPO, "evaluate.py"), f"--model_dir={mnist_dir}",
-         f"--data_dir={data_dir}", "--max_examples=20", f"--output_dir={tmp_path}"],
-        capture_output=True, text=True, cwd=REPO)
+        [
+            sys.executable,
+            os.path.join(REPO, "evaluate.py"),
+            f"--model_dir={mnist_dir}",
+            f"--data_dir={data_dir}",
+            "--max_examples=20",
+            f"--output_dir={tmp_path}",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
     assert fewer.returncode == 2 and fewer.stderr.splitlines() == [
         f"Error: {tmp_path}/results.json holds a result over 40 images; this one, over 20, "
-        "would replace it. Pass another --output_dir, or --max_examples=40 or more."]
+        "would replace it. Pass another --output_dir, or --max_examples=40 or more."
+    ]
     assert json.load(open(tmp_path / "results.json")) == report
-    with pytest.raises(evaluation.EvaluationError, match="over 40 images"):
-        evaluation.write_report({**report, "num_examples": 39}, str(tmp_path / "results.json"))
+    with pytest.raises(reports.EvaluationError, match="over 40 images"):
+        reports.write_report({**report, "num_examples": 39}, str(tmp_path / "results.json"))
     none = subprocess.run(
-        [sys.executable, os.path.join(REPO, "evaluate.py"), f"--model_dir={mnist_dir}",
-         "--max_examples=0"], capture_output=True, text=True, cwd=REPO)
+        [
+            sys.executable,
+            os.path.join(REPO, "evaluate.py"),
+            f"--model_dir={mnist_dir}",
+            "--max_examples=0",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
     assert none.returncode != 0 and "Traceback" not in none.stderr
     assert "--max_examples=0: 0 is not" in none.stderr.splitlines()[0]
     # A SavedModel's report goes under runs/ (ignored), never beside the model.
-    assert evaluation.default_output_dir(saved_model="saved_models/mnist_cpu/1/") == (
-        os.path.join("runs", "evaluation", "mnist_cpu", "1"))
+    assert reports.default_output_dir(saved_model="saved_models/mnist_cpu/1/") == (
+        os.path.join("runs", "evaluation", "mnist_cpu", "1")
+    )
 
 
+@pytest.mark.slow
 def test_healing_compares_regrown_and_damaged_images(damage_dir):
-    model, _, _ = restore(damage_dir)
-    result = evaluation.healing(model, num_samples=8, seed=3)
+    model, _, _ = loading.restore(damage_dir)
+    result = healing.healing(model, num_samples=8, seed=3)
     assert result["num_samples"] == 8 and result["damaged_error"] > 0
     assert result["recovered_over_damaged"] == pytest.approx(
-        result["recovered_error"] / result["damaged_error"])
-    assert evaluation.healing(model, num_samples=8, seed=3) == result  # Seeded.
+        result["recovered_error"] / result["damaged_error"]
+    )
+    assert healing.healing(model, num_samples=8, seed=3) == result  # Seeded.
     # An untrained NCA (its last layer starts at zero) never changes its cells:
     # what was damaged stays damaged, exactly.
-    still = build_model(configs.get_preset("test_mnist_damage").model)
-    frozen = evaluation.healing(still, num_samples=8)
+    still = build_model(presets.get("test_mnist_damage").model)
+    frozen = healing.healing(still, num_samples=8)
     assert frozen["recovered_error"] == frozen["damaged_error"] > 0
 
 
@@ -119,10 +167,12 @@ def _check_png(path, grid=None, shape=None):
         assert np.asarray(grid).std() > 0.01
 
 
-def test_each_figure_is_drawn_with_its_layout(mnist_dir, damage_dir, baseline_dir,
-                                              data_dir, tmp_path):
-    model, preset, _ = restore(mnist_dir)
-    images = next(iter(evaluation.test_images(preset, data_dir=data_dir).batch(16))).numpy()
+@pytest.mark.slow
+def test_each_figure_is_drawn_with_its_layout(
+    mnist_dir, damage_dir, baseline_dir, data_dir, tmp_path
+):
+    model, preset, _ = loading.restore(mnist_dir)
+    images = next(iter(likelihood.test_images(preset, data_dir=data_dir).batch(16))).numpy()
     cell = 33  # 32 pixels and a 1-pixel border.
     grid = figures.reconstructions(model, images, tmp_path / "r.png")
     _check_png(tmp_path / "r.png", grid, (4 * cell + 1, 8 * cell + 1))  # 2 x (originals, recons)
@@ -133,17 +183,17 @@ def test_each_figure_is_drawn_with_its_layout(mnist_dir, damage_dir, baseline_di
     _check_png(tmp_path / "g.png", grid, (-(-frames // 3) * cell + 1, 3 * cell + 1))
     grid = figures.interpolations(model, images, tmp_path / "i.png", num_rows=4, num_points=10)
     _check_png(tmp_path / "i.png", grid, (4 * cell + 1, 10 * cell + 1))
-    baseline, _, _ = restore(baseline_dir)
+    baseline, _, _ = loading.restore(baseline_dir)
     grids = figures.damage_during_growth(model, tmp_path / "d.png", baseline=baseline)
     _check_png(tmp_path / "d.png", grids["VNCA"], (4 * cell + 1, 6 * cell + 1))
     assert grids["deep convolutional baseline"].shape[:2] == (4 * 29 + 1, 6 * 29 + 1)
-    damage_model, _, _ = restore(damage_dir)
+    damage_model, _, _ = loading.restore(damage_dir)
     grid = figures.damage_recovery(damage_model, tmp_path / "dr.png", num_samples=8)
     _check_png(tmp_path / "dr.png", grid, (3 * 29 + 1, 8 * 29 + 1))
 
 
 def test_tsne_embeds_labelled_encodings(mnist_dir, data_dir, tmp_path):
-    model, _, _ = restore(mnist_dir)
+    model, _, _ = loading.restore(mnist_dir)
     pairs = data.load("mnist", "test", data_dir=data_dir, with_labels=True)
     images, labels = (t.numpy() for t in next(iter(pairs.batch(300))))
     embedding = figures.tsne(model, images, labels, tmp_path / "t.png")
@@ -151,39 +201,55 @@ def test_tsne_embeds_labelled_encodings(mnist_dir, data_dir, tmp_path):
     _check_png(tmp_path / "t.png")
 
 
+@pytest.mark.slow
 def test_all_figures_through_the_cli(damage_dir, data_dir, tmp_path):
     result = subprocess.run(
-        [sys.executable, os.path.join(REPO, "evaluate.py"), f"--model_dir={damage_dir}",
-         f"--data_dir={data_dir}", "--skip_likelihood", "--figures=all",
-         "--tsne_examples=200", f"--output_dir={tmp_path}"],
-        capture_output=True, text=True, cwd=REPO)
+        [
+            sys.executable,
+            os.path.join(REPO, "evaluate.py"),
+            f"--model_dir={damage_dir}",
+            f"--data_dir={data_dir}",
+            "--skip_likelihood",
+            "--figures=all",
+            "--tsne_examples=200",
+            f"--output_dir={tmp_path}",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
-    expected = {"reconstructions", "samples", "interpolations", "tsne", "growth",
-                "damage_recovery"}
+    expected = {"reconstructions", "samples", "interpolations", "tsne", "growth", "damage_recovery"}
     assert {p[:-4] for p in os.listdir(tmp_path)} == expected
     for name in expected:
         _check_png(tmp_path / f"{name}.png")
 
 
+@pytest.mark.slow
 def test_bad_model_folders_and_datasets_are_explained(mnist_dir, data_dir, tmp_path):
     with pytest.raises(RunFolderError, match="no config.json"):
-        restore(str(tmp_path))
-    save_config(str(tmp_path), configs.get_preset("test_mnist"))
+        loading.restore(str(tmp_path))
+    save_config(str(tmp_path), presets.get("test_mnist"))
     with pytest.raises(RunFolderError, match="No latest checkpoint .*train first"):
-        restore(str(tmp_path))
-    _, preset, _ = restore(mnist_dir)
-    with pytest.raises(evaluation.EvaluationError,
-                       match=r"models images of shape \(32, 32, 1\).*celeb_a test gives "
-                             r"\(32, 32, 3\)"):
-        evaluation.test_images(preset, data_dir=data_dir, dataset="celeb_a")
-    model, _, _ = restore(mnist_dir)
-    with pytest.raises(evaluation.EvaluationError, match="needs MNIST"):
-        evaluation.draw_figures(model, ["tsne"], np.zeros((8, 32, 32, 1)), str(tmp_path))
-    with pytest.raises(evaluation.EvaluationError, match="Unknown figure"):
-        evaluation.draw_figures(model, ["histogram"], np.zeros((8, 32, 32, 1)), str(tmp_path))
+        loading.restore(str(tmp_path))
+    _, preset, _ = loading.restore(mnist_dir)
+    with pytest.raises(
+        reports.EvaluationError,
+        match=r"models images of shape \(32, 32, 1\).*celeb_a test gives "
+        r"\(32, 32, 3\)",
+    ):
+        likelihood.test_images(preset, data_dir=data_dir, dataset="celeb_a")
+    model, _, _ = loading.restore(mnist_dir)
+    with pytest.raises(reports.EvaluationError, match="needs MNIST"):
+        figures.draw_figures(model, ["tsne"], np.zeros((8, 32, 32, 1)), str(tmp_path))
+    with pytest.raises(reports.EvaluationError, match="Unknown figure"):
+        figures.draw_figures(model, ["histogram"], np.zeros((8, 32, 32, 1)), str(tmp_path))
     result = subprocess.run(
         [sys.executable, os.path.join(REPO, "evaluate.py"), f"--model_dir={tmp_path}"],
-        capture_output=True, text=True, cwd=REPO)
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
     assert result.returncode == 2 and "No latest checkpoint" in result.stderr
     assert tf.train.latest_checkpoint(str(tmp_path)) is None
 
@@ -192,13 +258,13 @@ def test_rgb_bits_per_dim_come_in_both_bin_conventions(rng):
     # An untrained RGB VNCA whose logistics are sharp (the encoder's bias puts
     # z's log-scale channels at -6), so that many bins have a mass below 1e-5
     # and the authors' ("pixelcnn") bins differ from exact ones.
-    preset = configs.get_preset("test_celeb_a")
+    preset = presets.get("test_celeb_a")
     images = tf.data.Dataset.from_tensor_slices(
-        rng.integers(0, 256, size=(6, 16, 16, 3)).astype(np.float32))
+        rng.integers(0, 256, size=(6, 16, 16, 3)).astype(np.float32)
+    )
     reports, weights = {}, None
     for convention in ("pixelcnn", "exact"):
-        model = build_model(dataclasses.replace(preset.model,
-                                                likelihood_convention=convention))
+        model = build_model(dataclasses.replace(preset.model, likelihood_convention=convention))
         if weights is None:
             bias = np.zeros(2 * model.config.latent_size, np.float32)
             bias[[2, 5, 8]] = -6.0  # Red, green, blue log-scales of the one component.
@@ -206,19 +272,23 @@ def test_rgb_bits_per_dim_come_in_both_bin_conventions(rng):
             model.encoder.dense.kernel.assign(model.encoder.dense.kernel * 1e-3)
             weights = model.get_weights()
         model.set_weights(weights)
-        reports[convention] = evaluation.log_likelihood(model, images, num_samples=4,
-                                                        batch_size=3, progress=False)
+        reports[convention] = likelihood.log_likelihood(
+            model, images, num_samples=4, batch_size=3, progress=False
+        )
     own, other = reports["pixelcnn"], reports["exact"]
     assert own["likelihood_convention"] == "pixelcnn"
     assert other["likelihood_convention"] == "exact"
     for report in (own, other):  # The model's own convention first, both in full.
         assert set(report["by_convention"]) == {"pixelcnn", "exact"}
-        assert report["by_convention"][report["likelihood_convention"]]["bits_per_dim"] == (
-            report["bits_per_dim"])
+        assert (
+            report["by_convention"][report["likelihood_convention"]]["bits_per_dim"]
+            == (report["bits_per_dim"])
+        )
     # From the same importance samples, each model reports the other's figure.
     for name in ("pixelcnn", "exact"):
         assert own["by_convention"][name]["bits_per_dim"] == pytest.approx(
-            other["by_convention"][name]["bits_per_dim"], rel=1e-6)
+            other["by_convention"][name]["bits_per_dim"], rel=1e-6
+        )
     # The low-mass bins make a difference (the midpoint rule undercounts a
     # bin in a convex tail: more bits).
     assert own["bits_per_dim"] > other["bits_per_dim"] + 0.01

@@ -4,13 +4,17 @@ import sys
 import textwrap
 
 import numpy as np
+import presets
 import pytest
 import tensorflow as tf
+from helpers import REPO
 
-from conftest import REPO
-from vnca_tf import configs, evaluation
-from vnca_tf.export import LoadedModel, export
-from vnca_tf.model import build_model
+from vnca_tf import loading
+from vnca_tf.configs import RunConfig
+from vnca_tf.evaluation import likelihood, reports
+from vnca_tf.models import build_model
+from vnca_tf.serving.export import export
+from vnca_tf.serving.loaded import LoadedModel
 
 SIGNATURES = {
     "serving_default": (["num_samples", "seed"], ["images", "means"]),
@@ -67,7 +71,7 @@ CALL_EVERY_SIGNATURE = textwrap.dedent("""
 
 
 def _trained(name, seed=3):
-    model = build_model(configs.get_preset(name).model)
+    model = build_model(presets.get(name).model)
     if model.config.architecture == "vnca":
         kernel = model.update_net.out.kernel
         kernel.assign(tf.random.stateless_normal(kernel.shape, [seed, 0]) * 0.05)
@@ -77,16 +81,17 @@ def _trained(name, seed=3):
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     model = _trained("test_mnist")
-    path = export(model, configs.get_preset("test_mnist"),
-                  str(tmp_path_factory.mktemp("export") / "mnist"))
+    path = export(
+        model, presets.get("test_mnist"), str(tmp_path_factory.mktemp("export") / "mnist")
+    )
     return model, path
 
 
+@pytest.mark.slow
 def test_saved_model_cli_lists_every_signature(exported):
     _, path = exported
     cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
-    result = subprocess.run([cli, "show", "--all", "--dir", path], capture_output=True,
-                            text=True)
+    result = subprocess.run([cli, "show", "--all", "--dir", path], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
     for name, (inputs, outputs) in SIGNATURES.items():
         section = result.stdout.split(f"signature_def['{name}']:")[1].split("signature_def[")[0]
@@ -97,6 +102,7 @@ def test_saved_model_cli_lists_every_signature(exported):
     assert path.endswith(os.path.join("mnist", "1"))  # The layout TF Serving watches.
 
 
+@pytest.mark.slow
 def test_fresh_process_without_vnca_tf_gets_the_in_memory_outputs(exported, tmp_path, rng):
     model, path = exported
     images = (rng.random((3, 32, 32, 1)) > 0.5).astype(np.float32)
@@ -104,8 +110,17 @@ def test_fresh_process_without_vnca_tf_gets_the_in_memory_outputs(exported, tmp_
     np.savez(tmp_path / "inputs.npz", images=images, latents=latents)
     script = tmp_path / "call.py"
     script.write_text(CALL_EVERY_SIGNATURE)
-    result = subprocess.run([sys.executable, str(script), path, str(tmp_path / "inputs.npz"),
-                             str(tmp_path / "outputs.npz")], capture_output=True, text=True)
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(script),
+            path,
+            str(tmp_path / "inputs.npz"),
+            str(tmp_path / "outputs.npz"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     out = np.load(tmp_path / "outputs.npz")
     assert not out["vnca_tf_imported"]
@@ -124,13 +139,14 @@ def test_fresh_process_without_vnca_tf_gets_the_in_memory_outputs(exported, tmp_
     decoded, decoded_means = model.decode_pictures(latents, seed=7)
     np.testing.assert_array_equal(out["decode/samples"], decoded.numpy())
     np.testing.assert_allclose(out["decode/means"], decoded_means, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(out["log_likelihood"],
-                               model.iwae(images, 20, seed=7, chunk_size=16), rtol=1e-5)
-    np.testing.assert_allclose(out["grow"], model.growth_frames(latents, seed=7), rtol=1e-5,
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        out["log_likelihood"], model.iwae(images, 20, seed=7, chunk_size=16), rtol=1e-5
+    )
+    np.testing.assert_allclose(
+        out["grow"], model.growth_frames(latents, seed=7), rtol=1e-5, atol=1e-6
+    )
     damaged = out["damage_during_growth"]
-    np.testing.assert_allclose(damaged, model.damage_during_growth(latents), rtol=1e-5,
-                               atol=1e-6)
+    np.testing.assert_allclose(damaged, model.damage_during_growth(latents), rtol=1e-5, atol=1e-6)
     assert damaged.shape == (5, 2, 32, 32, 1)  # Stages 0..4 of test_mnist.
     assert np.abs(damaged[0] - damaged[-1]).max() > 1e-3  # Damage at each stage differs.
     shape_error, value_error = out["errors"]
@@ -138,21 +154,25 @@ def test_fresh_process_without_vnca_tf_gets_the_in_memory_outputs(exported, tmp_
     assert "binary" in value_error
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["test_mnist_damage", "test_celeb_a", "test_mnist_baseline"])
 def test_other_models_export_and_load(name, tmp_path, rng):
     model = _trained(name)
-    path = export(model, configs.get_preset(name), str(tmp_path / name), version=3)
+    path = export(model, presets.get(name), str(tmp_path / name), version=3)
     assert path.endswith("3")
     loaded = LoadedModel(path)
     shape = model.config.image_shape
-    images = rng.integers(0, int(model.likelihood.max_value) + 1,
-                          size=(2,) + shape).astype(np.float32)
+    images = rng.integers(0, int(model.likelihood.max_value) + 1, size=(2,) + shape).astype(
+        np.float32
+    )
     samples, means = loaded.sample(2, seed=5)
     assert samples.shape == means.shape == (2,) + shape
-    np.testing.assert_allclose(loaded.encode_mean(images), model.encode_mean(images),
-                               rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(loaded.iwae(images, 8, 5),
-                               model.iwae(images, 8, seed=5, chunk_size=16), rtol=1e-5)
+    np.testing.assert_allclose(
+        loaded.encode_mean(images), model.encode_mean(images), rtol=1e-5, atol=1e-6
+    )
+    np.testing.assert_allclose(
+        loaded.iwae(images, 8, 5), model.iwae(images, 8, seed=5, chunk_size=16), rtol=1e-5
+    )
     # RGB: the bound in both bin conventions, the model's own first.
     bounds = loaded.iwae_bounds(images, 8, 5)
     assert list(bounds) == list(model.likelihood.conventions)
@@ -161,8 +181,9 @@ def test_other_models_export_and_load(name, tmp_path, rng):
     z = rng.normal(size=(2, model.config.latent_size)).astype(np.float32)
     assert loaded.growth_frames(z[:1]).shape[1:] == (1,) + shape
     if model.config.decoder == "non_doubling" and model.config.architecture == "vnca":
-        for got, expected in zip(loaded.damage_recovery(z, seed=5),
-                                 model.damage_recovery(z, seed=5)):
+        for got, expected in zip(
+            loaded.damage_recovery(z, seed=5), model.damage_recovery(z, seed=5), strict=True
+        ):
             np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
     elif model.config.architecture == "vnca":
         assert loaded.damage_during_growth(z).shape == (4, 2) + shape  # 3 doublings.
@@ -171,63 +192,86 @@ def test_other_models_export_and_load(name, tmp_path, rng):
             loaded.damage_recovery(z)
 
 
+@pytest.mark.slow
 def test_checkpoint_and_saved_model_evaluate_to_the_same_number(tmp_path, data_dir):
-    from vnca_tf.run_folder import restore, save_config
-    from vnca_tf.training import Trainer
+    from vnca_tf.training.loop import Trainer
+    from vnca_tf.training.run_folder import save_config
 
-    preset = configs.get_preset("test_mnist")
+    preset = presets.get("test_mnist")
     model_dir = str(tmp_path / "run")
-    Trainer(preset, model_dir, data_dir=data_dir).train(5, progress=False)
+    Trainer(preset, model_dir, run=RunConfig(data_dir=data_dir)).train(5, progress=False)
     save_config(model_dir, preset)
-    model, preset, training = restore(model_dir)
-    loaded, _ = evaluation.load_saved_model(export(model, preset, str(tmp_path / "export"),
-                                                   training=training))
+    model, preset, training = loading.restore(model_dir)
+    loaded, _ = loading.load_saved_model(
+        export(model, preset, str(tmp_path / "export"), training=training)
+    )
     assert loaded.training == training and training["steps"] == 5
-    images = evaluation.test_images(preset, data_dir=data_dir)
-    reports = [evaluation.log_likelihood(m, images, num_samples=32, max_examples=48,
-                                         progress=False) for m in (model, loaded)]
+    images = likelihood.test_images(preset, data_dir=data_dir)
+    reports = [
+        likelihood.log_likelihood(m, images, num_samples=32, max_examples=48, progress=False)
+        for m in (model, loaded)
+    ]
     assert reports[0]["num_examples"] == reports[1]["num_examples"] == 48
     assert reports[0]["log_likelihood_nats"] == pytest.approx(
-        reports[1]["log_likelihood_nats"], rel=1e-5)
+        reports[1]["log_likelihood_nats"], rel=1e-5
+    )
     # The exported model decodes 16 importance samples at a time: another chunk
     # size is refused, not ignored.
     with pytest.raises(ValueError, match="decodes 16 importance samples"):
-        evaluation.log_likelihood(loaded, images, num_samples=32, chunk_size=8,
-                                  max_examples=16, progress=False)
+        likelihood.log_likelihood(
+            loaded, images, num_samples=32, chunk_size=8, max_examples=16, progress=False
+        )
     # The command line: an export, then a refusal to overwrite it (no traceback).
-    command = [sys.executable, os.path.join(REPO, "export.py"), f"--model_dir={model_dir}",
-               f"--export_dir={tmp_path / 'cli'}"]
-    first, second = (subprocess.run(command, capture_output=True, text=True, cwd=REPO)
-                     for _ in range(2))
+    command = [
+        sys.executable,
+        os.path.join(REPO, "export.py"),
+        f"--model_dir={model_dir}",
+        f"--export_dir={tmp_path / 'cli'}",
+    ]
+    first, second = (
+        subprocess.run(command, capture_output=True, text=True, cwd=REPO) for _ in range(2)
+    )
     assert first.returncode == 0 and "Exported test_mnist (step 5)" in first.stdout
     assert second.returncode == 2 and "exists" in second.stderr
     assert "Traceback" not in second.stderr
     (tmp_path / "a_file").write_text("")  # A path that is a file: one line.
-    into_a_file = subprocess.run(command[:3] + [f"--export_dir={tmp_path / 'a_file'}"],
-                                 capture_output=True, text=True, cwd=REPO)
+    into_a_file = subprocess.run(
+        command[:3] + [f"--export_dir={tmp_path / 'a_file'}"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
     assert into_a_file.returncode == 2
     assert into_a_file.stderr.splitlines() == [
         f"Error: Writing the SavedModel to {tmp_path / 'a_file'} failed: a path is a file where "
-        f"a folder is needed, or the reverse ({tmp_path / 'a_file'} is not a directory)."]
+        f"a folder is needed, or the reverse ({tmp_path / 'a_file'} is not a directory)."
+    ]
 
 
 def test_export_refuses_to_overwrite_and_loading_checks_the_folder(exported, tmp_path):
     model, path = exported
     with pytest.raises(FileExistsError, match="another --version"):
-        export(model, configs.get_preset("test_mnist"), os.path.dirname(path))
-    with pytest.raises(evaluation.EvaluationError, match="no saved_model.pb"):
-        evaluation.load_saved_model(str(tmp_path))
+        export(model, presets.get("test_mnist"), os.path.dirname(path))
+    with pytest.raises(reports.EvaluationError, match="no saved_model.pb"):
+        loading.load_saved_model(str(tmp_path))
     signatures = tf.saved_model.load(path).signatures
     with pytest.raises(tf.errors.InvalidArgumentError, match="expected to be a float tensor"):
-        signatures["reconstruct"](images=tf.zeros([1, 32, 32, 1], tf.int32),
-                                  seed=tf.constant(1, tf.int64))
-    with pytest.raises(tf.errors.InvalidArgumentError, match=r"latents must have shape "
-                                                             r"\(batch, 16\)"):
+        signatures["reconstruct"](
+            images=tf.zeros([1, 32, 32, 1], tf.int32), seed=tf.constant(1, tf.int64)
+        )
+    with pytest.raises(
+        tf.errors.InvalidArgumentError,
+        match=r"latents must have shape "
+        r"\(batch, 16\)",
+    ):
         signatures["decode"](latents=tf.zeros([1, 15]), seed=tf.constant(1, tf.int64))
     # Static sizes for saved_model_cli and TF Serving; the batch stays free.
-    for name, key, shape in (("reconstruct", "images", [None, 32, 32, 1]),
-                             ("log_likelihood", "images", [None, 32, 32, 1]),
-                             ("decode", "latents", [None, 16]), ("grow", "latents", [None, 16])):
+    for name, key, shape in (
+        ("reconstruct", "images", [None, 32, 32, 1]),
+        ("log_likelihood", "images", [None, 32, 32, 1]),
+        ("decode", "latents", [None, 16]),
+        ("grow", "latents", [None, 16]),
+    ):
         assert signatures[name].structured_input_signature[1][key].shape.as_list() == shape
     seed = tf.constant(1, tf.int64)
     for value in (np.nan, np.inf):
@@ -240,20 +284,24 @@ def test_export_refuses_to_overwrite_and_loading_checks_the_folder(exported, tmp
 def _valid_inputs(signature, model):
     """Inputs a signature accepts: one of each, of the model's sizes."""
     config = model.config
-    grid = ((2, 2) if config.decoder == "doubling" else tuple(config.image_shape[:2]))
-    values = {"images": tf.zeros([1, *config.image_shape]),
-              "latents": tf.zeros([1, config.latent_size]),
-              "cells": tf.zeros([1, *grid, config.latent_size]),
-              "mask": tf.ones([1, *grid, 1]), "seed": tf.constant(1, tf.int64),
-              "num_samples": tf.constant(1), "k": tf.constant(2)}
+    grid = (2, 2) if config.decoder == "doubling" else tuple(config.image_shape[:2])
+    values = {
+        "images": tf.zeros([1, *config.image_shape]),
+        "latents": tf.zeros([1, config.latent_size]),
+        "cells": tf.zeros([1, *grid, config.latent_size]),
+        "mask": tf.ones([1, *grid, 1]),
+        "seed": tf.constant(1, tf.int64),
+        "num_samples": tf.constant(1),
+        "k": tf.constant(2),
+    }
     return {key: values[key] for key in signature.structured_input_signature[1]}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["test_mnist", "test_mnist_damage"])
 def test_every_signature_refuses_non_finite_inputs_and_out_of_range_counts(name, tmp_path):
     model = _trained(name)
-    signatures = tf.saved_model.load(
-        export(model, configs.get_preset(name), str(tmp_path))).signatures
+    signatures = tf.saved_model.load(export(model, presets.get(name), str(tmp_path))).signatures
     assert len(signatures) == (12 if name == "test_mnist" else 11)
     for signature_name, signature in signatures.items():
         inputs = _valid_inputs(signature, model)
@@ -263,18 +311,25 @@ def test_every_signature_refuses_non_finite_inputs_and_out_of_range_counts(name,
                 for bad in (np.nan, np.inf):
                     broken = value.numpy().copy()
                     broken.flat[0] = bad
-                    with pytest.raises(tf.errors.InvalidArgumentError,
-                                       match=f"{key} must (be finite|be binary|hold 0 or 1)"):
+                    with pytest.raises(
+                        tf.errors.InvalidArgumentError,
+                        match=f"{key} must (be finite|be binary|hold 0 or 1)",
+                    ):
                         signature(**{**inputs, key: tf.constant(broken)})
             elif key in ("num_samples", "k"):  # Counts: none, negative, huge.
-                for bad in (0, -3, 10 ** 6):
-                    with pytest.raises(tf.errors.InvalidArgumentError,
-                                       match=rf"(num_samples|k)\b.* must be in \[1, "):
+                for bad in (0, -3, 10**6):
+                    with pytest.raises(
+                        tf.errors.InvalidArgumentError,
+                        match=r"(num_samples|k)\b.* must be in \[1, ",
+                    ):
                         signature(**{**inputs, key: tf.constant(bad)})
             if key in ("images", "latents", "cells") and signature_name != "serving_default":
                 many = tf.repeat(value, 1025, axis=0)  # One more than a call may hold.
-                extra = ({"mask": tf.repeat(inputs["mask"], 1025, axis=0)}
-                         if "mask" in inputs else {})
-                with pytest.raises(tf.errors.InvalidArgumentError,
-                                   match=rf"the batch of {key} must be in \[1, 1,024\]"):
+                extra = (
+                    {"mask": tf.repeat(inputs["mask"], 1025, axis=0)} if "mask" in inputs else {}
+                )
+                with pytest.raises(
+                    tf.errors.InvalidArgumentError,
+                    match=rf"the batch of {key} must be in \[1, 1,024\]",
+                ):
                     signature(**{**inputs, key: many, **extra})

@@ -13,14 +13,14 @@ import os
 
 import keras
 import numpy as np
+import presets
 import pytest
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from vnca_tf import configs
-from vnca_tf.likelihoods import DiscretizedLogisticMixture
-from vnca_tf.model import build_model
-from vnca_tf.optimizers import TorchAdam
+from vnca_tf.models import build_model
+from vnca_tf.models.likelihoods import DiscretizedLogisticMixture
+from vnca_tf.training.optimizers import TorchAdam
 
 tfd = tfp.distributions
 
@@ -33,14 +33,18 @@ def _rebuilt_weights(fixture):
     """The fixture's weights (PyTorch layout) and noise, from its numpy recipe."""
     rng = np.random.default_rng(int(fixture["seed"]))
     weights = {}
-    for name, shape, scale in zip(fixture["param_names"],
-                                  json.loads(str(fixture["param_shapes_json"])),
-                                  fixture["param_scales"]):
+    for name, shape, scale in zip(
+        fixture["param_names"],
+        json.loads(str(fixture["param_shapes_json"])),
+        fixture["param_scales"],
+        strict=True,
+    ):
         weights[str(name)] = (rng.standard_normal(tuple(shape)) * scale).astype(np.float32)
     eps = rng.standard_normal((2, int(fixture["z_size"]))).astype(np.float32)
     np.testing.assert_array_equal(eps, fixture["eps"])
-    np.testing.assert_allclose([w.astype(np.float64).sum() for w in weights.values()],
-                               fixture["param_sums"], rtol=1e-12)
+    np.testing.assert_allclose(
+        [w.astype(np.float64).sum() for w in weights.values()], fixture["param_sums"], rtol=1e-12
+    )
     return weights, eps
 
 
@@ -50,9 +54,13 @@ def _our_variable(model, torch_name):
     kind = "kernel" if parts[-1] == "weight" else "bias"
     if parts[0] == "encoder":
         index = int(parts[1])
-        layer = (model.encoder.dense if index == 11
-                 else getattr(model.encoder, "first_conv") if index == 0
-                 else getattr(model.encoder, f"strided_{index // 2 - 1}"))
+        layer = (
+            model.encoder.dense
+            if index == 11
+            else model.encoder.first_conv
+            if index == 0
+            else getattr(model.encoder, f"strided_{index // 2 - 1}")
+        )
     else:
         net, index = model.update_net, int(parts[2])
         last = 2 if net.kind == "small" else net.num_residual_blocks + 1
@@ -75,8 +83,7 @@ def _to_keras(torch_name, value, variable):
         out, flat = value.shape
         channels = 512
         side = int(round((flat / channels) ** 0.5))
-        return (value.reshape(out, channels, side, side).transpose(2, 3, 1, 0)
-                .reshape(flat, out))
+        return value.reshape(out, channels, side, side).transpose(2, 3, 1, 0).reshape(flat, out)
     if value.ndim == 2:
         return value.T
     return value
@@ -86,7 +93,7 @@ def _model_for(case, fixture):
     """The preset behind the fixture's case, as configured; only the damage
     fixture, made with every cell updating, changes its update probability
     (the step count of the non-doubling cases is an argument of the loss)."""
-    preset = configs.get_preset(case)
+    preset = presets.get(case)
     model_config = preset.model
     meta = json.loads(str(fixture["meta_json"]))
     if meta.get("p_update", model_config.update_probability) != model_config.update_probability:
@@ -94,8 +101,13 @@ def _model_for(case, fixture):
     return preset, build_model(model_config), meta
 
 
-MODEL_CASES = {"mnist": "mnist", "celeba": "celeb_a", "celeba_beta100": "celeb_a_beta100",
-               "damage": "mnist_damage", "celeba_damage": "celeb_a_damage"}
+MODEL_CASES = {
+    "mnist": "mnist",
+    "celeba": "celeb_a",
+    "celeba_beta100": "celeb_a_beta100",
+    "damage": "mnist_damage",
+    "celeba_damage": "celeb_a_damage",
+}
 
 
 @pytest.fixture(scope="module", params=sorted(MODEL_CASES))
@@ -107,14 +119,13 @@ def case(request, fidelity_dir):
     names = [str(n) for n in fixture["param_names"]]
     variables = [_our_variable(model, name) for name in names]
     assert len({id(v) for v in variables}) == len(model.trainable_variables) == len(names)
-    for name, variable in zip(names, variables):
+    for name, variable in zip(names, variables, strict=True):
         variable.assign(_to_keras(name, weights[name], variable))
 
     images = tf.constant(fixture["x_uint8"])
     num_steps = meta.get("num_steps")
     with tf.GradientTape() as tape:  # The Trainer's loss, as a batch mean.
-        terms = model.loss_terms(images, eps, preset.train.beta, num_steps=num_steps,
-                                 seed=0)
+        terms = model.loss_terms(images, eps, preset.train.beta, num_steps=num_steps, seed=0)
         loss = tf.reduce_mean(terms["loss"])
     posterior = model.encode(images)
     z = posterior.mean() + posterior.stddev() * eps
@@ -127,22 +138,31 @@ def case(request, fidelity_dir):
     ours = dict(
         # Our likelihood on the authors' parameters, in the preset's convention
         # and (RGB) in exact bins.
-        logpx_pixels_of_theirs=_pixel_log_probs(model.likelihood.distribution(their_params),
-                                                images),
+        logpx_pixels_of_theirs=_pixel_log_probs(
+            model.likelihood.distribution(their_params), images
+        ),
         logpx_pixels_exact_of_theirs=_pixel_log_probs(
-            model.likelihood.distribution(their_params, "exact"), images),
-        enc_mean=posterior.mean(), enc_scale=posterior.stddev(), z=z,
+            model.likelihood.distribution(their_params, "exact"), images
+        ),
+        enc_mean=posterior.mean(),
+        enc_scale=posterior.stddev(),
+        z=z,
         final_cells_first8=cells[..., :8],
-        likelihood_params=cells[..., :model.likelihood.cell_channels],
-        logpx=-terms["reconstruction"], kl=terms["kl"], loss=loss,
+        likelihood_params=cells[..., : model.likelihood.cell_channels],
+        logpx=-terms["reconstruction"],
+        kl=terms["kl"],
+        loss=loss,
         logpx_pixels=_pixel_log_probs(likelihood, images),
-        gradients=gradients, names=names, variables=variables, preset=preset,
-        before=[v.numpy() for v in variables])
+        gradients=gradients,
+        names=names,
+        variables=variables,
+        preset=preset,
+        before=[v.numpy() for v in variables],
+    )
     if "stage0_cells" in fixture:
         ours["stage0_cells"] = stage0
     # One update as the Trainer makes it: clip the global norm, then Adam.
-    clipped, _ = tf.clip_by_global_norm([tf.constant(g) for g in gradients],
-                                        preset.train.clip_norm)
+    clipped, _ = tf.clip_by_global_norm([tf.constant(g) for g in gradients], preset.train.clip_norm)
     optimizer = TorchAdam(preset.train.learning_rate)
     optimizer.apply(clipped, variables)
     ours["after"] = [v.numpy() for v in variables]
@@ -169,6 +189,7 @@ def _relative(ours, theirs):
     return np.abs(np.asarray(ours, np.float64) - theirs).max() / np.abs(theirs).max()
 
 
+@pytest.mark.slow
 def test_presets_train_with_the_authors_clip_norm_and_beta(case):
     fixture, meta, ours = case
     assert ours["preset"].train.clip_norm == meta["clip_max_norm"]
@@ -178,8 +199,7 @@ def test_presets_train_with_the_authors_clip_norm_and_beta(case):
 
 def test_posterior_cells_likelihood_kl_and_loss_match_the_authors(case):
     fixture, meta, ours = case
-    for key in ("enc_mean", "enc_scale", "z", "final_cells_first8", "likelihood_params",
-                "kl"):
+    for key in ("enc_mean", "enc_scale", "z", "final_cells_first8", "likelihood_params", "kl"):
         assert _relative(ours[key], fixture[key]) < 1e-4, key
     if "stage0_cells" in fixture:  # Doubling: the grid at the end of stage 0 too.
         assert _relative(ours["stage0_cells"], fixture["stage0_cells"]) < 1e-4
@@ -203,8 +223,7 @@ def test_gradients_match_the_authors_parameter_by_parameter(case):
     fixture, meta, ours = case
     norms = np.array([np.linalg.norm(g.astype(np.float64)) for g in ours["gradients"]])
     np.testing.assert_allclose(norms, fixture["grad_norms"], rtol=1e-3)
-    assert np.linalg.norm(norms) == pytest.approx(float(fixture["grad_global_norm_f64"]),
-                                                  rel=1e-4)
+    assert np.linalg.norm(norms) == pytest.approx(float(fixture["grad_global_norm_f64"]), rel=1e-4)
     for name in fixture["full_grad_names"]:
         name = str(name)
         index = ours["names"].index(name)
@@ -214,15 +233,17 @@ def test_gradients_match_the_authors_parameter_by_parameter(case):
 
 def test_one_clipped_adam_step_moves_every_parameter_as_the_authors(case):
     fixture, meta, ours = case
-    deltas = [a.astype(np.float64) - b for a, b in zip(ours["after"], ours["before"])]
+    deltas = [a.astype(np.float64) - b for a, b in zip(ours["after"], ours["before"], strict=True)]
     norms = np.array([np.linalg.norm(d) for d in deltas])
     np.testing.assert_allclose(norms, fixture["step_delta_norms"], rtol=1e-3)
     for name in fixture["full_grad_names"]:
         name = str(name)
         index = ours["names"].index(name)
         variable = ours["variables"][index]
-        theirs = (_to_keras(name, fixture[f"after_step/{name}"], variable).astype(np.float64)
-                  - ours["before"][index])
+        theirs = (
+            _to_keras(name, fixture[f"after_step/{name}"], variable).astype(np.float64)
+            - ours["before"][index]
+        )
         # Element by element, where clip 1.0 of a 8.5e6-norm gradient leaves
         # entries near Adam's eps, float32 rounding moves single steps by up to
         # 4.4e-3 of the largest (the fixture README measured the same).
@@ -240,8 +261,7 @@ def _step_errors(fixture, optimizer, clip):
         assert float(norm) == pytest.approx(fixture[f"total_norms_clip{clip}"][step], rel=1e-5)
         optimizer.apply(clipped, [variable])
         theirs = fixture[f"params_after_clip{clip}"][step].astype(np.float64)
-        errors.append(_relative(variable.numpy().astype(np.float64) - previous,
-                                theirs - previous))
+        errors.append(_relative(variable.numpy().astype(np.float64) - previous, theirs - previous))
         variable.assign(theirs.astype(np.float32))  # Each step from the same start.
         previous = theirs
     return np.array(errors)

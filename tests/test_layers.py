@@ -1,14 +1,14 @@
+import keras
 import numpy as np
+import presets
 import pytest
 import tensorflow as tf
+from helpers import count_params
 
-import keras
-
-from conftest import count_params
-from vnca_tf import configs
-from vnca_tf.initializers import FanInUniform
-from vnca_tf.layers import Doubling, Residual, UpdateNet
-from vnca_tf.model import VNCA, build_model
+from vnca_tf.models import build_model
+from vnca_tf.models.initializers import FanInUniform
+from vnca_tf.models.layers import Doubling, Residual, UpdateNet
+from vnca_tf.models.vnca import VNCA
 
 
 def _built(layer, channels):
@@ -80,17 +80,23 @@ def test_layers_start_from_pytorchs_default_initialisation():
     # The authors' init: weights and biases U(-1/sqrt(fan_in), 1/sqrt(fan_in)),
     # the update net's last layer zero (fidelity README's table).
     keras.utils.set_random_seed(0)
-    model = VNCA(configs.get_preset("mnist").model)
+    model = VNCA(presets.get("mnist").model)
     encoder, net = model.encoder, model.update_net
-    for layer, fan_in in ((encoder.first_conv, 1 * 25), (encoder.strided_3, 256 * 25),
-                          (encoder.dense, 2048), (net.perceive, 256 * 9),
-                          (net.body_0.inner, 256), (net.body_3.outer, 256)):
-        _check_uniform(layer.kernel, 1 / np.sqrt(fan_in), 
-                       moments=np.prod(layer.kernel.shape) > 50_000)
+    for layer, fan_in in (
+        (encoder.first_conv, 1 * 25),
+        (encoder.strided_3, 256 * 25),
+        (encoder.dense, 2048),
+        (net.perceive, 256 * 9),
+        (net.body_0.inner, 256),
+        (net.body_3.outer, 256),
+    ):
+        _check_uniform(
+            layer.kernel, 1 / np.sqrt(fan_in), moments=np.prod(layer.kernel.shape) > 50_000
+        )
         _check_uniform(layer.bias, 1 / np.sqrt(fan_in), moments=False)
     assert not np.any(net.out.kernel.numpy()) and not np.any(net.out.bias.numpy())
     # Transposed convolutions: fan-in out_channels * 25, as PyTorch counts it.
-    baseline = build_model(configs.get_preset("mnist_baseline").model)
+    baseline = build_model(presets.get("mnist_baseline").model)
     upsample = baseline.upsample_0
     assert upsample.kernel.shape == (5, 5, 256, 512)
     _check_uniform(upsample.kernel, 1 / np.sqrt(256 * 25))

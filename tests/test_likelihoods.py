@@ -2,8 +2,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from vnca_tf.likelihoods import (BernoulliLikelihood, DiscretizedLogisticMixture,
-                                 LogisticMixtureLikelihood)
+from vnca_tf.models.likelihoods import (
+    BernoulliLikelihood,
+    DiscretizedLogisticMixture,
+    LogisticMixtureLikelihood,
+)
 
 
 def _log_sigmoid(z):
@@ -29,8 +32,8 @@ def pixelcnn_log_prob(params, x):
     logits = params[..., :n]
     rest = params[..., n:].reshape(params.shape[:-1] + (3, 3 * n))
     means = rest[..., :n].copy()
-    log_scales = np.maximum(rest[..., n:2 * n], -7.0)
-    coeffs = np.tanh(rest[..., 2 * n:])
+    log_scales = np.maximum(rest[..., n : 2 * n], -7.0)
+    coeffs = np.tanh(rest[..., 2 * n :])
     xs = x.astype(np.float64) / 127.5 - 1.0  # PixelCNN++ works on [-1, 1].
     means[..., 1, :] += coeffs[..., 0, :] * xs[..., 0:1]
     means[..., 2, :] += coeffs[..., 1, :] * xs[..., 0:1] + coeffs[..., 2, :] * xs[..., 1:2]
@@ -39,8 +42,11 @@ def pixelcnn_log_prob(params, x):
     upper = inv_scale * (centered + 1.0 / 255.0)
     lower = inv_scale * (centered - 1.0 / 255.0)
     xi = x[..., :, None]
-    log_probs = np.where(xi == 0, _log_sigmoid(upper),
-                         np.where(xi == 255, _log_sigmoid(-lower), _log_bin_mass(upper, lower)))
+    log_probs = np.where(
+        xi == 0,
+        _log_sigmoid(upper),
+        np.where(xi == 255, _log_sigmoid(-lower), _log_bin_mass(upper, lower)),
+    )
     log_mix = logits - np.logaddexp.reduce(logits, axis=-1, keepdims=True)
     return np.logaddexp.reduce(log_probs.sum(axis=-2) + log_mix, axis=-1)
 
@@ -50,9 +56,9 @@ def _random_params(rng, shape, num_mixtures, sharp):
     n = num_mixtures
     scales = params[..., n:].reshape(shape + (3, 3 * n))
     if sharp:  # Log-scales near and below PixelCNN++'s clamp at -7.
-        scales[..., n:2 * n] = rng.uniform(-9.0, -4.0, size=scales[..., n:2 * n].shape)
+        scales[..., n : 2 * n] = rng.uniform(-9.0, -4.0, size=scales[..., n : 2 * n].shape)
     else:
-        scales[..., n:2 * n] = rng.uniform(-4.0, 0.0, size=scales[..., n:2 * n].shape)
+        scales[..., n : 2 * n] = rng.uniform(-4.0, 0.0, size=scales[..., n : 2 * n].shape)
     params[..., n:] = scales.reshape(shape + (9 * n,))
     return params
 
@@ -127,6 +133,7 @@ def _component(params, n, k):
     return rest[:, k], rest[:, n + k], np.tanh(rest[:, 2 * n + k])
 
 
+@pytest.mark.slow
 def test_probabilities_of_all_256_cubed_values_of_a_pixel_sum_to_one(rng):
     # Two components with RGB coupling and one sharp channel.
     params = _random_params(rng, (), 2, sharp=False)
@@ -157,8 +164,9 @@ def test_samples_are_integers_with_the_coupled_marginals(rng):
     n = 2
     params = _random_params(rng, (), n, sharp=False)
     params[[4, 5, 10, 11, 16, 17]] = -2.0  # Wide logistics.
-    samples = DiscretizedLogisticMixture(params.astype(np.float32)).sample(
-        40000, seed=[1, 2]).numpy()
+    samples = (
+        DiscretizedLogisticMixture(params.astype(np.float32)).sample(40000, seed=[1, 2]).numpy()
+    )
     assert samples.shape == (40000, 3)
     np.testing.assert_array_equal(samples, np.round(samples))
     assert samples.min() >= 0 and samples.max() <= 255
@@ -170,8 +178,7 @@ def test_samples_are_integers_with_the_coupled_marginals(rng):
         red_k = _channel_bins(mean[0], log_scale[0])
         red += weights[k] * red_k
         # Green given red is shifted by c0 * red: sum over the 256 red values.
-        green += weights[k] * red_k @ _channel_bins(mean[1] + coeff[0] * red_values,
-                                                     log_scale[1])
+        green += weights[k] * red_k @ _channel_bins(mean[1] + coeff[0] * red_values, log_scale[1])
     for channel, marginal in ((0, red), (1, green)):
         frequencies = np.bincount(samples[:, channel].astype(int), minlength=256)
         ks = np.abs(np.cumsum(frequencies) / len(samples) - np.cumsum(marginal)).max()
@@ -196,8 +203,9 @@ def test_pixelcnn_bins_have_the_exact_gradient_where_no_low_mass_branch_applies(
     same = np.isclose(log_probs["pixelcnn"], log_probs["exact"], rtol=1e-12, atol=0)
     assert 50 < same.sum() < same.size  # Both kinds of pixels are there.
     assert np.abs(gradients["exact"][same]).max() > 0.1
-    np.testing.assert_allclose(gradients["pixelcnn"][same], gradients["exact"][same],
-                               rtol=1e-7, atol=1e-9)
+    np.testing.assert_allclose(
+        gradients["pixelcnn"][same], gradients["exact"][same], rtol=1e-7, atol=1e-9
+    )
 
 
 def test_pixelcnn_bins_take_the_density_at_the_centre_for_a_low_mass_bin():
@@ -213,8 +221,10 @@ def test_pixelcnn_bins_take_the_density_at_the_centre_for_a_low_mass_bin():
     red = x[0, 0] / 127.5 - 1.0
     centre = (red - mean) / scale
     log_density = centre - np.log(scale) - 2 * np.logaddexp(0.0, centre) - np.log(127.5)
-    red_exact = np.log(1 / (1 + np.exp(-(red + 1 / 255 - mean) / scale))
-                       - 1 / (1 + np.exp(-(red - 1 / 255 - mean) / scale)))
+    red_exact = np.log(
+        1 / (1 + np.exp(-(red + 1 / 255 - mean) / scale))
+        - 1 / (1 + np.exp(-(red - 1 / 255 - mean) / scale))
+    )
     assert np.exp(red_exact) < 1e-5
     np.testing.assert_allclose(pixelcnn - exact, log_density - red_exact, rtol=1e-6)
 
@@ -245,16 +255,20 @@ def test_bernoulli_likelihood_matches_closed_form(rng):
     logits = cells[..., :1].astype(np.float64)
     expected = (x * _log_sigmoid(logits) + (1 - x) * _log_sigmoid(-logits)).sum(axis=(1, 2, 3))
     np.testing.assert_allclose(distribution.log_prob(x), expected, rtol=1e-5)
-    np.testing.assert_allclose(likelihood.mean_image(distribution), 1 / (1 + np.exp(-logits)),
-                               rtol=1e-5)
+    np.testing.assert_allclose(
+        likelihood.mean_image(distribution), 1 / (1 + np.exp(-logits)), rtol=1e-5
+    )
 
 
-@pytest.mark.parametrize("likelihood, bad, words", [
-    (BernoulliLikelihood(), [[0.0, 0.5]], "binary"),
-    (LogisticMixtureLikelihood(), [[0.0, 0.5]], r"integer pixel values in \[0, 255\]"),
-    (LogisticMixtureLikelihood(), [[0.0, 256.0]], r"integer pixel values in \[0, 255\]"),
-    (LogisticMixtureLikelihood(), [[-1.0, 3.0]], r"integer pixel values in \[0, 255\]"),
-])
+@pytest.mark.parametrize(
+    "likelihood, bad, words",
+    [
+        (BernoulliLikelihood(), [[0.0, 0.5]], "binary"),
+        (LogisticMixtureLikelihood(), [[0.0, 0.5]], r"integer pixel values in \[0, 255\]"),
+        (LogisticMixtureLikelihood(), [[0.0, 256.0]], r"integer pixel values in \[0, 255\]"),
+        (LogisticMixtureLikelihood(), [[-1.0, 3.0]], r"integer pixel values in \[0, 255\]"),
+    ],
+)
 def test_value_checks_name_the_expected_range(likelihood, bad, words):
     with pytest.raises(tf.errors.InvalidArgumentError, match=words):
         likelihood.check_values(tf.constant(bad))

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from vnca_tf.layers import Doubling, UpdateNet
-from vnca_tf.nca import DoublingNCA, NonDoublingNCA, damage_right_half, damage_square
+from vnca_tf.models.layers import Doubling, UpdateNet
+from vnca_tf.models.nca import DoublingNCA, NonDoublingNCA, damage_right_half, damage_square
 
 
 def _update_net(state_size, hidden_size=None, kind="residual", perturb_seed=None):
@@ -48,8 +48,7 @@ def test_trajectory_has_every_step_and_doubling_and_children_equal_parents(rng):
         # Steps do change the cells.
         assert np.abs(frames[doubling + 1] - frames[doubling]).max() > 1e-4
     # The first frame is the 2x2 initial grid upsampled.
-    np.testing.assert_array_equal(frames[0], np.broadcast_to(z[:, None, None, :],
-                                                               frames[0].shape))
+    np.testing.assert_array_equal(frames[0], np.broadcast_to(z[:, None, None, :], frames[0].shape))
 
 
 def test_growth_continues_from_given_cells_at_the_matching_stage(rng):
@@ -73,8 +72,9 @@ def test_doubling_decoder_rejects_grids_it_cannot_grow():
 
 
 def test_non_doubling_decoder_tiles_z_over_the_grid_and_runs_drawn_steps(rng):
-    decoder = NonDoublingNCA(_update_net(4, kind="small", perturb_seed=3), (7, 9),
-                             min_steps=3, max_steps=6)
+    decoder = NonDoublingNCA(
+        _update_net(4, kind="small", perturb_seed=3), (7, 9), min_steps=3, max_steps=6
+    )
     z = rng.normal(size=(2, 4)).astype(np.float32)
     initial = decoder.initial_cells(z)
     assert initial.shape == (2, 7, 9, 4)
@@ -85,8 +85,9 @@ def test_non_doubling_decoder_tiles_z_over_the_grid_and_runs_drawn_steps(rng):
     np.testing.assert_array_equal(trajectory[0], initial)
     np.testing.assert_array_equal(trajectory[-1], cells)
     # Running 2 then 3 steps (a pooled state continued) equals running 5.
-    np.testing.assert_allclose(decoder(decoder(initial, num_steps=2), num_steps=3), cells,
-                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        decoder(decoder(initial, num_steps=2), num_steps=3), cells, rtol=1e-5, atol=1e-6
+    )
 
 
 def test_non_doubling_decoder_checks_grid_and_step_count():
@@ -97,6 +98,7 @@ def test_non_doubling_decoder_checks_grid_and_step_count():
         decoder(tf.zeros([1, 7, 9, 4]), num_steps=7)
 
 
+@pytest.mark.slow
 def test_decoders_compile_with_xla_and_match_eager_values_and_gradients(rng):
     # Each decoder also with per-step recomputation (sharing its update net):
     # eager and XLA, the same loss and gradients as the plain decoder. With
@@ -116,21 +118,31 @@ def test_decoders_compile_with_xla_and_match_eager_values_and_gradients(rng):
         return tf.function(lambda: loss_and_gradients(decoder, **kwargs), jit_compile=True)()
 
     for make, kwargs, same_masks in (
-            (lambda r: DoublingNCA(doubling_net, num_doublings=2, steps_per_stage=3,
-                                   recompute=r), {}, True),
-            (lambda r: NonDoublingNCA(small_net, (8, 8), 2, 4, recompute=r),
-             {"num_steps": tf.constant(3)}, True),
-            (lambda r: NonDoublingNCA(small_net, (8, 8), 2, 4, update_probability=0.5,
-                                      recompute=r),
-             {"num_steps": tf.constant(3), "seed": tf.constant([3, 4])}, False)):
+        (
+            lambda r: DoublingNCA(doubling_net, num_doublings=2, steps_per_stage=3, recompute=r),
+            {},
+            True,
+        ),
+        (
+            lambda r: NonDoublingNCA(small_net, (8, 8), 2, 4, recompute=r),
+            {"num_steps": tf.constant(3)},
+            True,
+        ),
+        (
+            lambda r: NonDoublingNCA(small_net, (8, 8), 2, 4, update_probability=0.5, recompute=r),
+            {"num_steps": tf.constant(3), "seed": tf.constant([3, 4])},
+            False,
+        ),
+    ):
         eager_reference = loss_and_gradients(make(False), **kwargs)
         xla_reference = eager_reference if same_masks else xla(make(False), **kwargs)
         for decoder in (make(False), make(True)):
             for (loss, grads), (reference_loss, reference_grads) in (
-                    (xla(decoder, **kwargs), xla_reference),
-                    (loss_and_gradients(decoder, **kwargs), eager_reference)):
+                (xla(decoder, **kwargs), xla_reference),
+                (loss_and_gradients(decoder, **kwargs), eager_reference),
+            ):
                 np.testing.assert_allclose(loss, reference_loss, rtol=1e-4)
-                for grad, reference in zip(grads, reference_grads):
+                for grad, reference in zip(grads, reference_grads, strict=True):
                     assert np.abs(reference).max() > 0
                     np.testing.assert_allclose(grad, reference, rtol=1e-3, atol=1e-4)
 
@@ -153,8 +165,10 @@ def test_stochastic_updates_change_whole_cells_with_the_given_probability(rng):
     assert np.any(decoder(cells, num_steps=1, seed=tf.constant([5, 7])).numpy() != stepped)
     # A batch in parts, each told its rows, gets the whole batch's masks.
     grown = decoder(cells, num_steps=3, seed=seed).numpy()
-    parts = [decoder(cells[first:first + 4], num_steps=3, seed=seed, rows=(first, 8))
-             for first in (0, 4)]
+    parts = [
+        decoder(cells[first : first + 4], num_steps=3, seed=seed, rows=(first, 8))
+        for first in (0, 4)
+    ]
     np.testing.assert_array_equal(np.concatenate(parts), grown)
     with pytest.raises(ValueError, match="draws its update masks from a seed"):
         decoder(cells, num_steps=1)

@@ -8,11 +8,12 @@ import subprocess
 import sys
 
 import numpy as np
+import presets
 import pytest
+from helpers import REPO
 
-from conftest import REPO
-from vnca_tf import configs, evaluation
-from vnca_tf.export import LoadedModel
+from vnca_tf.evaluation import healing
+from vnca_tf.serving.loaded import LoadedModel
 
 SHIPPED = sorted(glob.glob(os.path.join(REPO, "saved_models", "*", "1")))
 NAMES = [os.path.basename(os.path.dirname(path)) for path in SHIPPED]
@@ -21,10 +22,16 @@ NUM_EXAMPLES = 20
 
 
 def test_the_doubling_and_the_damage_recovery_model_ship():
-    assert {"mnist_cpu", "mnist_damage_cpu", "mnist_heal_cpu", "mnist_regrow_cpu",
-            "mnist_regrow_long_cpu"} <= set(NAMES)
+    assert {
+        "mnist_cpu",
+        "mnist_damage_cpu",
+        "mnist_heal_cpu",
+        "mnist_regrow_cpu",
+        "mnist_regrow_long_cpu",
+    } <= set(NAMES)
 
 
+@pytest.mark.slow
 def test_the_demo_model_regrows_two_thirds_of_the_damage():
     # Grown from 100 prior samples (max_steps), a 14x14 square zeroed, max_steps
     # more: at most a third of the damage's error is left (the evaluate.py test
@@ -33,8 +40,8 @@ def test_the_demo_model_regrows_two_thirds_of_the_damage():
     assert _results(path)["healing"]["recovered_over_damaged"] <= 1 / 3
     model = LoadedModel(path)
     for seed in (1, 2):
-        healing = evaluation.healing(model, seed=seed)
-        assert healing["recovered_error"] <= healing["damaged_error"] / 3, (seed, healing)
+        healed = healing.healing(model, seed=seed)
+        assert healed["recovered_error"] <= healed["damaged_error"] / 3, (seed, healed)
 
 
 def _results(path):
@@ -45,7 +52,7 @@ def _results(path):
 @pytest.mark.parametrize("path", SHIPPED, ids=NAMES)
 def test_results_say_how_the_model_was_trained_and_measured(path):
     results = _results(path)
-    preset = configs.get_preset(results["preset"])
+    preset = presets.get(results["preset"])
     assert results["preset"] == os.path.basename(os.path.dirname(path))
     assert results["dataset"] == "binarized_mnist" and results["split"] == "test"
     assert results["num_samples"] == 128 and results["num_examples"] >= 100
@@ -57,16 +64,28 @@ def test_results_say_how_the_model_was_trained_and_measured(path):
     assert -300 < results["log_likelihood_nats"] < -60
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", SHIPPED, ids=NAMES)
-def test_evaluate_cli_reproduces_the_log_likelihood_on_the_first_test_images(path, data_dir,
-                                                                             tmp_path):
+def test_evaluate_cli_reproduces_the_log_likelihood_on_the_first_test_images(
+    path, data_dir, tmp_path
+):
     shipped = _results(path)
     config = LoadedModel(path).config
     damage = "damage_recovery" if config.decoder == "non_doubling" else "damage_during_growth"
     result = subprocess.run(
-        [sys.executable, os.path.join(REPO, "evaluate.py"), f"--saved_model={path}",
-         f"--data_dir={data_dir}", f"--max_examples={NUM_EXAMPLES}", f"--output_dir={tmp_path}",
-         f"--figures=samples,growth,{damage}"], capture_output=True, text=True, cwd=REPO)
+        [
+            sys.executable,
+            os.path.join(REPO, "evaluate.py"),
+            f"--saved_model={path}",
+            f"--data_dir={data_dir}",
+            f"--max_examples={NUM_EXAMPLES}",
+            f"--output_dir={tmp_path}",
+            f"--figures=samples,growth,{damage}",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     measured = json.load(open(tmp_path / "results.json"))
     assert measured["num_examples"] == NUM_EXAMPLES and measured["num_samples"] == 128
@@ -75,7 +94,8 @@ def test_evaluate_cli_reproduces_the_log_likelihood_on_the_first_test_images(pat
     # their mean lies within 4 standard errors of a mean of that many.
     per_image_std = shipped["stderr_nats"] * np.sqrt(shipped["num_examples"])
     assert abs(measured["log_likelihood_nats"] - shipped["log_likelihood_nats"]) < (
-        4 * per_image_std / np.sqrt(NUM_EXAMPLES)), (measured, shipped)
+        4 * per_image_std / np.sqrt(NUM_EXAMPLES)
+    ), (measured, shipped)
     for name in ("samples", "growth", damage):
         assert os.path.getsize(tmp_path / f"{name}.png") > 2000
     if config.decoder == "non_doubling":  # How well it regrows, on 100 prior samples.
@@ -87,7 +107,7 @@ def test_evaluate_cli_reproduces_the_log_likelihood_on_the_first_test_images(pat
             assert healing == pytest.approx(shipped["healing"], rel=1e-3)
 
 
-
+@pytest.mark.slow
 @pytest.mark.parametrize("path", SHIPPED, ids=NAMES)
 def test_shipped_model_samples_grows_and_repairs_damage(path, rng):
     model = LoadedModel(path)

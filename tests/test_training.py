@@ -10,53 +10,72 @@ import time
 import urllib.request
 
 import numpy as np
+import presets
 import pytest
 import tensorflow as tf
+from helpers import REPO, state_variables
 
-from conftest import REPO
-from helpers import state_variables
-from vnca_tf import configs, data, run_folder
-from vnca_tf.distribution import choose_strategy
-from vnca_tf.export import LoadedModel
-from vnca_tf.model import build_model
-from vnca_tf.pool import Pool
-from vnca_tf.training import NonFiniteError, Trainer
-from vnca_tf.vae import split_seed
+from vnca_tf import data, loading
+from vnca_tf.configs import RunConfig
+from vnca_tf.models import build_model
+from vnca_tf.models.seeds import split_seed
+from vnca_tf.serving.loaded import LoadedModel
+from vnca_tf.training import run_folder
+from vnca_tf.training.distribution import choose_strategy
+from vnca_tf.training.loop import NonFiniteError, Trainer
+from vnca_tf.training.pool import Pool
 
 
 def _preset(name, **train):
-    preset = configs.get_preset(name)
-    defaults = dict(log_every=5, validation_every=1000, image_every=1000, checkpoint_every=1000,
-                    validation_batches=2)
-    return dataclasses.replace(preset, train=dataclasses.replace(
-        preset.train, **{**defaults, **train}))
+    preset = presets.get(name)
+    defaults = dict(
+        log_every=5,
+        validation_every=1000,
+        image_every=1000,
+        checkpoint_every=1000,
+        validation_batches=2,
+    )
+    return dataclasses.replace(
+        preset, train=dataclasses.replace(preset.train, **{**defaults, **train})
+    )
 
 
 def _weights(trainer):
-    return [v.numpy() for v in trainer.model.weights]
+    return [v.numpy() for v in trainer.state.model.weights]
 
 
 def _run(args, env=None, **kwargs):
     env = {**(env or os.environ), "PYTHONUNBUFFERED": "1"}
-    return subprocess.run([sys.executable, os.path.join(REPO, "train.py"), *args],
-                          capture_output=True, text=True, env=env, cwd=REPO, **kwargs)
+    return subprocess.run(
+        [sys.executable, os.path.join(REPO, "train.py"), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        **kwargs,
+    )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["test_mnist", "test_mnist_damage", "test_mnist_baseline"])
 def test_a_few_dozen_steps_lower_the_loss(name, data_dir, tmp_path):
     pool = 32 if name == "test_mnist_damage" else 0
     preset = _preset(name, learning_rate=1e-3, batch_size=16, pool_size=pool)
-    trainer = Trainer(preset, str(tmp_path), data_dir=data_dir,
-                      validation_dataset=data.load(
-                          "binarized_mnist", "test", data_dir=data_dir,
-                          image_size=preset.model.image_shape[0]).take(64))
+    trainer = Trainer(
+        preset,
+        str(tmp_path),
+        run=RunConfig(data_dir=data_dir),
+        validation_dataset=data.load(
+            "binarized_mnist", "test", data_dir=data_dir, image_size=preset.model.image_shape[0]
+        ).take(64),
+    )
     before = trainer.validation_loss()
     trainer.train(40, progress=False)
     after = trainer.validation_loss()
     assert after < before - 100, (before, after)  # Nats per image.
-    if trainer.pool is not None:  # Pool and damage training ran.
-        assert int(trainer.pool.size.numpy()) == 32
-        cells = trainer.pool.cells.numpy()
+    if trainer.state.pool is not None:  # Pool and damage training ran.
+        assert int(trainer.state.pool.size.numpy()) == 32
+        cells = trainer.state.pool.cells.numpy()
         assert np.isfinite(cells).all() and np.abs(cells).max() > 0
 
 
@@ -65,36 +84,46 @@ def test_training_and_validation_losses_are_one_computation(tmp_path, data_dir):
     # VAE.loss_terms: on the same batch, noise and weights they are equal, for a
     # non-doubling model with a drawn step count and stochastic updates.
     preset = _preset("test_mnist_damage", batch_size=8, pool_size=0)
-    images = data.load("binarized_mnist", "test", data_dir=data_dir,
-                       image_size=28).take(8).cache()
+    images = data.load("binarized_mnist", "test", data_dir=data_dir, image_size=28).take(8).cache()
     trainer = Trainer(preset, str(tmp_path), dataset=images, validation_dataset=images)
     batch = next(iter(images.batch(8)))
     seed = tf.constant([3, 4])
     noise_seed, decode_seed = split_seed(seed, 2)
     noise = tf.random.stateless_normal([8, preset.model.latent_size], noise_seed)
-    _, sums, _ = trainer._loss_and_gradients(
-        0, batch, noise, decode_seed=decode_seed, first_row=0,
-        num_steps=trainer.model.draw_num_steps(decode_seed))
-    validation = trainer.model.negative_elbo(batch, seed=seed)
-    np.testing.assert_allclose(sums.numpy(), [float(tf.reduce_sum(validation[k]))
-                                              for k in ("loss", "reconstruction", "kl")],
-                               rtol=1e-5)
+    _, sums, _ = trainer.step_function.loss_and_gradients(
+        0,
+        batch,
+        noise,
+        decode_seed=decode_seed,
+        first_row=0,
+        num_steps=trainer.state.model.draw_num_steps(decode_seed),
+    )
+    validation = trainer.state.model.negative_elbo(batch, seed=seed)
+    np.testing.assert_allclose(
+        sums.numpy(),
+        [float(tf.reduce_sum(validation[k])) for k in ("loss", "reconstruction", "kl")],
+        rtol=1e-5,
+    )
 
 
+@pytest.mark.slow
 def test_a_corrupt_latest_checkpoint_is_skipped_for_the_newest_intact_one(
-        tmp_path, data_dir, capsys):
+    tmp_path, data_dir, capsys
+):
     preset = _preset("test_mnist", checkpoint_every=2, validation_every=2, image_every=6)
     run_folder.save_config(str(tmp_path), preset)
-    first = Trainer(preset, str(tmp_path), data_dir=data_dir)
+    first = Trainer(preset, str(tmp_path), run=RunConfig(data_dir=data_dir))
     first.train(6)
     out = capsys.readouterr().out.splitlines()
     checkpoint_lines = [line for line in out if ": checkpoint " in line]
-    assert checkpoint_lines == [f"step {step}: checkpoint {tmp_path}/checkpoints/ckpt-{step}"
-                                for step in (2, 4, 6)]
+    assert checkpoint_lines == [
+        f"step {step}: checkpoint {tmp_path}/checkpoints/ckpt-{step}" for step in (2, 4, 6)
+    ]
     assert sum("validation loss" in line for line in out) == 3
     # Images at the run's first checkpoint, then every image_every and at the end.
     assert [line for line in out if "images for TensorBoard" in line] == [
-        f"step {step}: images for TensorBoard in {tmp_path}/train" for step in (2, 6)]
+        f"step {step}: images for TensorBoard in {tmp_path}/train" for step in (2, 6)
+    ]
     assert any(line.startswith("step 6/6 [####################] | loss ") for line in out)
     weights = _weights(first)
 
@@ -104,54 +133,62 @@ def test_a_corrupt_latest_checkpoint_is_skipped_for_the_newest_intact_one(
         return f"{tmp_path}/checkpoints/ckpt-{step}"
 
     skipped = truncate(6)
-    second = Trainer(preset, str(tmp_path), data_dir=data_dir)
+    second = Trainer(preset, str(tmp_path), run=RunConfig(data_dir=data_dir))
     second.train(6)
     captured = capsys.readouterr()
-    assert captured.err.startswith(f"Warning: skipped the checkpoint {skipped}: it does not "
-                                   "read (")
+    assert captured.err.startswith(f"Warning: skipped the checkpoint {skipped}: it does not read (")
     assert captured.out.splitlines()[0] == f"Resumed from {tmp_path}/checkpoints/ckpt-4 at step 4"
-    for a, b in zip(_weights(second), weights):  # Steps 5 and 6 again, the same.
+    for a, b in zip(_weights(second), weights, strict=True):  # Steps 5 and 6 again, the same.
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
     truncate(6)  # Evaluation and export take the newest intact one too.
-    _, _, record = run_folder.restore(str(tmp_path))
+    _, _, record = loading.restore(str(tmp_path))
     assert record["steps"] == 4 and skipped in capsys.readouterr().err
     for step in (2, 4):
         truncate(step)
     with pytest.raises(run_folder.RunFolderError, match="None of the checkpoints"):
-        run_folder.restore(str(tmp_path))
+        loading.restore(str(tmp_path))
 
 
+@pytest.mark.slow
 def test_checkpoints_are_also_written_by_time(tmp_path, data_dir, capsys):
     preset = _preset("test_mnist", checkpoint_every=1000, checkpoint_minutes=1e-9)
-    trainer = Trainer(preset, str(tmp_path), data_dir=data_dir)
+    trainer = Trainer(preset, str(tmp_path), run=RunConfig(data_dir=data_dir))
     trainer.train(3)
-    assert [os.path.basename(p) for p in trainer.manager.checkpoints] == [
-        "ckpt-1", "ckpt-2", "ckpt-3"]
-    assert (f"step 1: checkpoint {tmp_path}/checkpoints/ckpt-1 (1e-09 minutes since the "
-            "last)") in capsys.readouterr().out
+    assert [os.path.basename(p) for p in trainer.state.managers["latest"].checkpoints] == [
+        "ckpt-1",
+        "ckpt-2",
+        "ckpt-3",
+    ]
+    assert (
+        f"step 1: checkpoint {tmp_path}/checkpoints/ckpt-1 (1e-09 minutes since the last)"
+    ) in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_two_replicas_make_the_same_update_as_one_device(tmp_path, data_dir):
     images = data.load("binarized_mnist", "test", data_dir=data_dir).take(64).cache()
     preset = _preset("test_mnist", batch_size=8, learning_rate=1e-3)
     mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     assert mirrored.num_replicas_in_sync == 2
-    results = []
+    results, start = [], None
     for strategy, folder in ((tf.distribute.get_strategy(), "one"), (mirrored, "two")):
-        trainer = Trainer(preset, str(tmp_path / folder), strategy, dataset=images,
-                          validation_dataset=images)
-        trainer.model.set_weights([np.asarray(w) for w in start]) if results else None
-        if not results:
+        trainer = Trainer(
+            preset, str(tmp_path / folder), strategy, dataset=images, validation_dataset=images
+        )
+        if start is None:
             start = _weights(trainer)
+        else:
+            trainer.state.model.set_weights(start)
         metrics = trainer.train(3, progress=False)
         results.append((_weights(trainer), metrics))
     (one, one_metrics), (two, two_metrics) = results
-    assert any(np.abs(a - b).max() > 1e-6 for a, b in zip(one, start))
-    for a, b in zip(one, two):
+    assert any(np.abs(a - b).max() > 1e-6 for a, b in zip(one, start, strict=True))
+    for a, b in zip(one, two, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
     assert one_metrics["loss"] == pytest.approx(two_metrics["loss"], rel=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["test_mnist", "test_mnist_damage"])
 def test_microbatches_and_recompute_make_the_same_update(name, tmp_path, data_dir):
     # Doubling and non-doubling (with pool and damage) VNCAs: 3 steps with each
@@ -159,32 +196,45 @@ def test_microbatches_and_recompute_make_the_same_update(name, tmp_path, data_di
     # 3 plain steps.
     pool = 16 if name == "test_mnist_damage" else 0
     preset = _preset(name, batch_size=8, learning_rate=1e-3, pool_size=pool)
-    images = data.load("binarized_mnist", "test", data_dir=data_dir,
-                       image_size=preset.model.image_shape[0]).take(64).cache()
-    results = []
-    for folder, options in (("plain", {}), ("parts", dict(microbatches=4)),
-                            ("recomputed", dict(microbatches=2, recompute=True))):
-        trainer = Trainer(preset, str(tmp_path / folder), dataset=images,
-                          validation_dataset=images, **options)
-        if results:
-            trainer.model.set_weights(start)
-        else:
+    images = (
+        data.load(
+            "binarized_mnist", "test", data_dir=data_dir, image_size=preset.model.image_shape[0]
+        )
+        .take(64)
+        .cache()
+    )
+    results, start = [], None
+    for folder, options in (
+        ("plain", {}),
+        ("parts", dict(microbatches=4)),
+        ("recomputed", dict(microbatches=2, recompute=True)),
+    ):
+        trainer = Trainer(
+            preset,
+            str(tmp_path / folder),
+            dataset=images,
+            validation_dataset=images,
+            run=RunConfig(**options),
+        )
+        if start is None:
             start = _weights(trainer)
+        else:
+            trainer.state.model.set_weights(start)
         metrics = trainer.train(3, progress=False)
-        pool_cells = None if trainer.pool is None else trainer.pool.cells.numpy()
+        pool_cells = None if trainer.state.pool is None else trainer.state.pool.cells.numpy()
         results.append((_weights(trainer), metrics, pool_cells))
     plain, plain_metrics, plain_pool = results[0]
-    assert any(np.abs(a - b).max() > 1e-6 for a, b in zip(plain, start))
+    assert any(np.abs(a - b).max() > 1e-6 for a, b in zip(plain, start, strict=True))
     if pool:
         assert np.abs(plain_pool).max() > 0  # The pool served the last steps.
     for weights, metrics, pool_cells in results[1:]:
-        for a, b in zip(plain, weights):
+        for a, b in zip(plain, weights, strict=True):
             np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-6)
         assert metrics["loss"] == pytest.approx(plain_metrics["loss"], rel=1e-5)
         if pool:
             np.testing.assert_allclose(pool_cells, plain_pool, rtol=1e-4, atol=1e-5)
     with pytest.raises(ValueError, match="microbatches must divide the 8 images"):
-        Trainer(preset, str(tmp_path / "bad"), dataset=images, microbatches=3)
+        Trainer(preset, str(tmp_path / "bad"), dataset=images, run=RunConfig(microbatches=3))
 
 
 def _free_ports(count):
@@ -197,23 +247,43 @@ def _free_ports(count):
     return ports
 
 
+@pytest.mark.slow
 def test_multi_worker_training_keeps_workers_in_sync(tmp_path, data_dir):
     ports = _free_ports(2)
     cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
     workers = []
     for index in range(2):
-        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2",
-               "TF_CONFIG": json.dumps({"cluster": cluster,
-                                        "task": {"type": "worker", "index": index}})}
-        workers.append(subprocess.Popen(
-            [sys.executable, os.path.join(REPO, "train.py"), "--preset=test_mnist",
-             f"--model_dir={tmp_path}", f"--data_dir={data_dir}", "--num_steps=4",
-             "--checkpoint_every=2", "--validation_every=100", "--image_every=100",
-             # Checkpoints by time too: the workers must agree on when.
-             f"--checkpoint_minutes={0.5 / 60 * index + 1e-6}"],
-            env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+        env = {
+            **os.environ,
+            "TF_CPP_MIN_LOG_LEVEL": "2",
+            "TF_CONFIG": json.dumps(
+                {"cluster": cluster, "task": {"type": "worker", "index": index}}
+            ),
+        }
+        workers.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    os.path.join(REPO, "train.py"),
+                    presets.flag("test_mnist"),
+                    f"--model_dir={tmp_path}",
+                    f"--data_dir={data_dir}",
+                    "--num_steps=4",
+                    "--checkpoint_every=2",
+                    "--validation_every=100",
+                    "--image_every=100",
+                    # Checkpoints by time too: the workers must agree on when.
+                    f"--checkpoint_minutes={0.5 / 60 * index + 1e-6}",
+                ],
+                env=env,
+                cwd=REPO,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+        )
     outputs = [worker.communicate(timeout=600)[0] for worker in workers]
-    for worker, output in zip(workers, outputs):
+    for worker, output in zip(workers, outputs, strict=True):
         assert worker.returncode == 0, output[-3000:]
     assert "MultiWorkerMirroredStrategy strategy, 2 replica(s)" in outputs[0]
     assert "step 1: checkpoint" in outputs[0]  # Worker 0's minutes, taken by both.
@@ -226,19 +296,29 @@ def test_multi_worker_training_keeps_workers_in_sync(tmp_path, data_dir):
     assert sum(n.startswith("optimizer/_trainable_variables/") for n in names) == 20
     assert chief.get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE") == 4
     for name in names:
-        np.testing.assert_array_equal(chief.get_tensor(name), other.get_tensor(name),
-                                      err_msg=name)
+        np.testing.assert_array_equal(chief.get_tensor(name), other.get_tensor(name), err_msg=name)
 
 
+@pytest.mark.slow
 def test_summaries_are_written_and_served_by_tensorboard(tmp_path, data_dir):
-    preset = _preset("test_mnist_damage", log_every=2, validation_every=4, image_every=4,
-                     checkpoint_every=4)
-    Trainer(preset, str(tmp_path), data_dir=data_dir).train(4, progress=False)
+    preset = _preset(
+        "test_mnist_damage", log_every=2, validation_every=4, image_every=4, checkpoint_every=4
+    )
+    Trainer(preset, str(tmp_path), run=RunConfig(data_dir=data_dir)).train(4, progress=False)
     port = _free_ports(1)[0]
     server = subprocess.Popen(
-        [sys.executable, "-m", "tensorboard.main", f"--logdir={tmp_path}",
-         "--host=127.0.0.1", f"--port={port}", "--load_fast=false"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        [
+            sys.executable,
+            "-m",
+            "tensorboard.main",
+            f"--logdir={tmp_path}",
+            "--host=127.0.0.1",
+            f"--port={port}",
+            "--load_fast=false",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         base = f"http://127.0.0.1:{port}/data/plugin"
         scalars = images = None
@@ -253,15 +333,30 @@ def test_summaries_are_written_and_served_by_tensorboard(tmp_path, data_dir):
                 pass
             time.sleep(1)
         assert scalars and images, "TensorBoard did not answer"
-        assert {"loss", "reconstruction", "kl", "elbo_nats", "bits_per_dim",
-                "gradient_norm", "learning_rate", "steps_per_s", "pool_size",
-                "nonfinite_updates"} <= set(scalars["train"])
+        assert {
+            "loss",
+            "reconstruction",
+            "kl",
+            "elbo_nats",
+            "bits_per_dim",
+            "gradient_norm",
+            "learning_rate",
+            "steps_per_s",
+            "pool_size",
+            "nonfinite_updates",
+        } <= set(scalars["train"])
         assert {"loss", "elbo_nats", "bits_per_dim"} <= set(scalars["validation"])
-        assert {"samples/samples", "samples/means", "reconstructions/samples",
-                "reconstructions/means", "growth/means",
-                "damage/recovery"} <= set(images["train"])
-        series = json.load(urllib.request.urlopen(
-            f"{base}/scalars/scalars?run=train&tag=loss", timeout=5))
+        assert {
+            "samples/samples",
+            "samples/means",
+            "reconstructions/samples",
+            "reconstructions/means",
+            "growth/means",
+            "damage/recovery",
+        } <= set(images["train"])
+        series = json.load(
+            urllib.request.urlopen(f"{base}/scalars/scalars?run=train&tag=loss", timeout=5)
+        )
         assert [point[1] for point in series] == [1, 2, 4]  # The first step, then log_every.
     finally:
         server.terminate()
@@ -270,54 +365,71 @@ def test_summaries_are_written_and_served_by_tensorboard(tmp_path, data_dir):
 
 def _poison(trainer, bad_steps):
     """Makes the gradients of the given steps (1-based) NaN."""
-    original = trainer._loss_and_gradients
+    original = trainer.step_function.loss_and_gradients
 
     def poisoned(*args, **kwargs):
         gradients, sums, final = original(*args, **kwargs)
-        step = trainer.step + 1
+        step = trainer.state.step + 1
         bad = tf.reduce_any(tf.equal(step, tf.constant(bad_steps, tf.int64)))
         factor = tf.where(bad, float("nan"), 1.0)
         return [g * factor for g in gradients], sums * factor, final
 
-    trainer._loss_and_gradients = poisoned
+    trainer.step_function.loss_and_gradients = poisoned
 
 
+@pytest.mark.slow
 def test_non_finite_updates_are_skipped_and_counted(tmp_path, data_dir):
     preset = _preset("test_mnist", max_nonfinite=3)
-    trainer = Trainer(preset, str(tmp_path), data_dir=data_dir)
+    trainer = Trainer(preset, str(tmp_path), run=RunConfig(data_dir=data_dir))
     _poison(trainer, [3, 4])
     trainer.train(6, progress=False)
-    assert int(trainer.nonfinite_total.numpy()) == 2
-    assert int(trainer.optimizer.iterations.numpy()) == 4  # Two updates skipped.
+    assert int(trainer.state.nonfinite_total.numpy()) == 2
+    assert int(trainer.state.optimizer.iterations.numpy()) == 4  # Two updates skipped.
     assert all(np.isfinite(w).all() for w in _weights(trainer))
 
 
+@pytest.mark.slow
 def test_a_run_of_non_finite_updates_stops_with_the_checkpoint_intact(tmp_path, data_dir):
     preset = _preset("test_mnist", max_nonfinite=3, checkpoint_every=2)
-    trainer = Trainer(preset, str(tmp_path), data_dir=data_dir)
+    trainer = Trainer(preset, str(tmp_path), run=RunConfig(data_dir=data_dir))
     _poison(trainer, list(range(5, 100)))
     trainer.train(4, progress=False)
     good = _weights(trainer)
     # Steps 5, 6, 7 are skipped (the checkpoint of step 6 holds step 4's weights).
-    with pytest.raises(NonFiniteError, match=r"3 non-finite updates in a row \(at step 7\)"
-                                             r".*ckpt-6 is intact"):
+    with pytest.raises(
+        NonFiniteError,
+        match=r"3 non-finite updates in a row \(at step 7\)"
+        r".*ckpt-6 is intact",
+    ):
         trainer.train(20, progress=False)
-    restored = Trainer(preset, str(tmp_path), data_dir=data_dir)
+    restored = Trainer(preset, str(tmp_path), run=RunConfig(data_dir=data_dir))
     assert restored.restore() == 6
-    assert int(restored.nonfinite_total.numpy()) == 2
-    for a, b in zip(_weights(restored), good):
+    assert int(restored.state.nonfinite_total.numpy()) == 2
+    for a, b in zip(_weights(restored), good, strict=True):
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.slow
 def test_kill_9_loses_at_most_the_steps_since_the_last_checkpoint(tmp_path, data_dir):
     model_dir = str(tmp_path)
-    args = ["--preset=test_mnist", f"--model_dir={model_dir}", f"--data_dir={data_dir}",
-            "--num_steps=100000", "--checkpoint_every=5", "--validation_every=100000",
-            "--image_every=100000", "--log_every=5"]
+    args = [
+        presets.flag("test_mnist"),
+        f"--model_dir={model_dir}",
+        f"--data_dir={data_dir}",
+        "--num_steps=100000",
+        "--checkpoint_every=5",
+        "--validation_every=100000",
+        "--image_every=100000",
+        "--log_every=5",
+    ]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    process = subprocess.Popen([sys.executable, os.path.join(REPO, "train.py"), *args],
-                               env=env, cwd=REPO, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [sys.executable, os.path.join(REPO, "train.py"), *args],
+        env=env,
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.time() + 300
     while time.time() < deadline and not glob.glob(f"{model_dir}/checkpoints/ckpt-15.index"):
         time.sleep(0.2)
@@ -327,17 +439,34 @@ def test_kill_9_loses_at_most_the_steps_since_the_last_checkpoint(tmp_path, data
     assert latest is not None
     saved = int(tf.train.load_checkpoint(latest).get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE"))
     assert saved >= 15 and saved % 5 == 0
-    result = _run(args[:3] + [f"--num_steps={saved + 5}", "--checkpoint_every=5",
-                              "--validation_every=100000", "--image_every=100000"])
+    result = _run(
+        args[:3]
+        + [
+            f"--num_steps={saved + 5}",
+            "--checkpoint_every=5",
+            "--validation_every=100000",
+            "--image_every=100000",
+        ]
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     resumed = tf.train.load_checkpoint(tf.train.latest_checkpoint(f"{model_dir}/checkpoints"))
     assert resumed.get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE") == saved + 5
 
 
+@pytest.mark.slow
 def test_cli_prints_and_saves_its_configuration_and_explains_bad_flags(tmp_path, data_dir):
-    result = _run(["--preset=test_mnist", f"--model_dir={tmp_path}",
-                   f"--data_dir={data_dir}", "--num_steps=2", "--batch_size=4",
-                   "--beta=2.5", "--validation_every=100", "--image_every=100"])
+    result = _run(
+        [
+            presets.flag("test_mnist"),
+            f"--model_dir={tmp_path}",
+            f"--data_dir={data_dir}",
+            "--num_steps=2",
+            "--batch_size=4",
+            "--beta=2.5",
+            "--validation_every=100",
+            "--image_every=100",
+        ]
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     saved = json.load(open(tmp_path / "config.json"))
     assert saved["name"] == "test_mnist" and saved["train"]["beta"] == 2.5
@@ -345,42 +474,63 @@ def test_cli_prints_and_saves_its_configuration_and_explains_bad_flags(tmp_path,
     head = result.stdout.splitlines()[:4]  # The run in a few lines; the rest in config.json.
     assert head[0].startswith("Training test_mnist on binarized_mnist: doubling VNCA")
     assert "2 steps of batch 4, learning rate 0.0001, beta 2.5, clip 10" in head[1]
-    assert saved["run"]["command"].startswith("python train.py --preset=test_mnist ")
+    assert saved["run"]["command"].startswith(f"python train.py {presets.flag('test_mnist')} ")
     unknown = _run(["--preset=mnsit", f"--model_dir={tmp_path}"])
     assert unknown.returncode != 0 and "Known presets" in unknown.stderr
-    parts = _run(["--preset=test_mnist", f"--model_dir={tmp_path / 'p'}", "--batch_size=8",
-                  "--microbatches=3"])
+    parts = _run(
+        [
+            presets.flag("test_mnist"),
+            f"--model_dir={tmp_path / 'p'}",
+            "--batch_size=8",
+            "--microbatches=3",
+        ]
+    )
     assert parts.returncode != 0 and "microbatches must divide the 8 images" in parts.stderr
     assert "Traceback" not in parts.stderr
-    other = _run(["--preset=test_celeb_a", f"--model_dir={tmp_path}", "--num_steps=1"])
+    other = _run([presets.flag("test_celeb_a"), f"--model_dir={tmp_path}", "--num_steps=1"])
     assert other.returncode != 0 and "another model" in other.stderr
-    missing = _run(["--preset=test_mnist", f"--model_dir={tmp_path / 'x'}",
-                    f"--data_dir={tmp_path / 'empty'}", "--num_steps=1"])
+    missing = _run(
+        [
+            presets.flag("test_mnist"),
+            f"--model_dir={tmp_path / 'x'}",
+            f"--data_dir={tmp_path / 'empty'}",
+            "--num_steps=1",
+        ]
+    )
     assert missing.returncode == 2 and "binarized_mnist_{train,valid,test}.amat" in missing.stderr
     assert not (tmp_path / "x").exists()  # A failed start leaves no half-made folder.
 
 
-@pytest.mark.parametrize("args, env, message", [
-    (["--batch_size=0"], {}, "batch_size must be >= 1, got 0."),
-    (["--num_steps=-3"], {}, "num_steps must be >= 1, got -3."),
-    (["--learning_rate=nan"], {}, "learning_rate must be a finite number > 0, got nan."),
-    ([], {"TF_CONFIG": "{'cluster': nope"}, "TF_CONFIG is not valid JSON"),
-    ([], {"TF_CONFIG": '{"cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "chief"}}'},
-     "TF_CONFIG's task must name this host's type and index"),
-    (["--model_dir={file}"], {}, "is a file, not a folder"),
-    (["--learning_rate_drops=5,x"], {}, "--learning_rate_drops takes step numbers"),
-    (["--learning_rate_drops=30"], {}, "learning_rate_drops must be increasing steps"),
-    (["--init_from={file}"], {}, "is neither a SavedModel version folder"),
-    (["--init_from=saved_models/mnist_cpu/1"], {},
-     "are of another model than this preset's: latent_size 128 there, 16 here;"),
-    ([], {}, "Give exactly one of --dataset"),
-])
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "args, env, message",
+    [
+        (["--batch_size=0"], {}, "batch_size must be >= 1, got 0."),
+        (["--num_steps=-3"], {}, "num_steps must be >= 1, got -3."),
+        (["--learning_rate=nan"], {}, "learning_rate must be a finite number > 0, got nan."),
+        ([], {"TF_CONFIG": "{'cluster': nope"}, "TF_CONFIG is not valid JSON"),
+        (
+            [],
+            {"TF_CONFIG": '{"cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "chief"}}'},
+            "TF_CONFIG's task must name this host's type and index",
+        ),
+        (["--model_dir={file}"], {}, "is a file, not a folder"),
+        (["--learning_rate_drops=5,x"], {}, "--learning_rate_drops takes step numbers"),
+        (["--learning_rate_drops=30"], {}, "learning_rate_drops must be increasing steps"),
+        (["--init_from={file}"], {}, "is neither a SavedModel version folder"),
+        (
+            ["--init_from=saved_models/mnist_cpu/1"],
+            {},
+            "are of another model than this preset's: latent_size 128 there, 16 here;",
+        ),
+        ([], {}, "Give exactly one of --dataset"),
+    ],
+)
 def test_bad_input_gets_one_line_and_no_traceback(args, env, message, tmp_path):
     (tmp_path / "file").write_text("")
     args = [arg.format(file=tmp_path / "file") for arg in args]
-    preset = [] if message.startswith("Give") else ["--preset=test_mnist"]
-    result = _run(preset + [f"--model_dir={tmp_path / 'run'}"] + args,
-                  env={**os.environ, **env})
+    preset = [] if message.startswith("Give") else [presets.flag("test_mnist")]
+    result = _run(preset + [f"--model_dir={tmp_path / 'run'}"] + args, env={**os.environ, **env})
     assert result.returncode == 2
     lines = result.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("Error: ") and message in lines[0], lines
@@ -394,20 +544,21 @@ def test_strategy_choice(monkeypatch):
         choose_strategy("tpu")
 
 
+@pytest.mark.slow
 def test_the_learning_rate_drops_at_its_step_across_a_resume(tmp_path, data_dir):
     preset = _preset("test_mnist", checkpoint_every=2, learning_rate_drops=(3,))
     rate = preset.train.learning_rate
-    whole = Trainer(preset, str(tmp_path / "whole"), data_dir=data_dir)
+    whole = Trainer(preset, str(tmp_path / "whole"), run=RunConfig(data_dir=data_dir))
     whole.train(5, progress=False)
-    first = Trainer(preset, str(tmp_path / "halves"), data_dir=data_dir)
+    first = Trainer(preset, str(tmp_path / "halves"), run=RunConfig(data_dir=data_dir))
     first.train(2, progress=False)
-    assert float(first.optimizer.learning_rate) == pytest.approx(rate)
+    assert float(first.state.optimizer.learning_rate) == pytest.approx(rate)
     # Resumed at step 2 (its checkpoint holds the rate it ran at): steps 3-5 at
     # a tenth, as in the run that did not stop.
-    second = Trainer(preset, str(tmp_path / "halves"), data_dir=data_dir)
+    second = Trainer(preset, str(tmp_path / "halves"), run=RunConfig(data_dir=data_dir))
     second.train(5, progress=False)
-    assert float(second.optimizer.learning_rate) == pytest.approx(rate / 10)
-    for a, b in zip(_weights(second), _weights(whole)):
+    assert float(second.state.optimizer.learning_rate) == pytest.approx(rate / 10)
+    for a, b in zip(_weights(second), _weights(whole), strict=True):
         np.testing.assert_array_equal(a, b)
 
 
@@ -424,32 +575,33 @@ def test_pool_damages_its_share_of_the_pooled_half_batch(damaged, expected):
 
 def test_init_from_a_saved_model_starts_from_its_function():
     path = os.path.join(REPO, "saved_models", "mnist_heal_cpu", "1")
-    model = build_model(configs.get_preset("mnist_heal_cpu").model)
+    model = build_model(presets.get("mnist_heal_cpu").model)
     assert run_folder.read_initial_weights(model, path).endswith("variables/variables")
     z = tf.random.stateless_normal([4, model.config.latent_size], [0, 1])
-    np.testing.assert_allclose(model.decode_mean(z, seed=tf.constant([0, 0])),
-                               LoadedModel(path).decode_mean(z), atol=1e-5)
+    np.testing.assert_allclose(
+        model.decode_mean(z, seed=tf.constant([0, 0])), LoadedModel(path).decode_mean(z), atol=1e-5
+    )
     # A fine-tune may run the same weights for another number of steps.
     longer = build_model(dataclasses.replace(model.config, min_steps=32, max_steps=64))
     run_folder.read_initial_weights(longer, path)
-    for a, b in zip(longer.get_weights(), model.get_weights()):
+    for a, b in zip(longer.get_weights(), model.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)
 
 
-def test_a_fine_tune_starts_from_a_run_and_resumes_from_its_own_checkpoints(
-        tmp_path, data_dir):
+@pytest.mark.slow
+def test_a_fine_tune_starts_from_a_run_and_resumes_from_its_own_checkpoints(tmp_path, data_dir):
     source_preset = _preset("test_mnist_damage", pool_size=16)
-    source = Trainer(source_preset, str(tmp_path / "source"), data_dir=data_dir)
+    source = Trainer(source_preset, str(tmp_path / "source"), run=RunConfig(data_dir=data_dir))
     source.train(2, progress=False)
     run_folder.save_config(str(tmp_path / "source"), source_preset)  # As train.py does.
     preset = _preset("test_mnist_damage", pool_size=16, init_from=str(tmp_path / "source"))
-    tune = Trainer(preset, str(tmp_path / "tune"), data_dir=data_dir)
-    assert tune.prepare() == 0 and tune.initialized_from.endswith("ckpt-2")
-    for a, b in zip(_weights(tune), _weights(source)):
+    tune = Trainer(preset, str(tmp_path / "tune"), run=RunConfig(data_dir=data_dir))
+    assert tune.prepare() == 0 and tune.state.initialized_from.endswith("ckpt-2")
+    for a, b in zip(_weights(tune), _weights(source), strict=True):
         np.testing.assert_array_equal(a, b)
     tune.train(3, progress=False)
     # Resuming reads the fine-tune's own checkpoint, not init_from again.
-    resumed = Trainer(preset, str(tmp_path / "tune"), data_dir=data_dir)
-    assert resumed.prepare() == 3 and resumed.initialized_from is None
-    for a, b in zip(_weights(resumed), _weights(tune)):
+    resumed = Trainer(preset, str(tmp_path / "tune"), run=RunConfig(data_dir=data_dir))
+    assert resumed.prepare() == 3 and resumed.state.initialized_from is None
+    for a, b in zip(_weights(resumed), _weights(tune), strict=True):
         np.testing.assert_array_equal(a, b)

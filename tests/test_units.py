@@ -1,21 +1,23 @@
 import math
 
 import numpy as np
+import presets
 
-from vnca_tf import configs, units
-from vnca_tf.summaries import describe_loss
+from vnca_tf.common import units
+from vnca_tf.training.summaries import describe_loss
 
 
 def test_bits_per_dim_follows_the_papers_formula():
     # CelebA 64x64x3: 4.42 bits/dim is 4.42 * 12288 * ln 2 nats per image.
     nats = 4.42 * 64 * 64 * 3 * math.log(2)
     assert math.isclose(units.bits_per_dim(nats, 64 * 64 * 3), 4.42)
-    np.testing.assert_allclose(units.bits_per_dim(np.array([84.23, 0.0]), 1024),
-                               [84.23 / (1024 * math.log(2)), 0.0])
+    np.testing.assert_allclose(
+        units.bits_per_dim(np.array([84.23, 0.0]), 1024), [84.23 / (1024 * math.log(2)), 0.0]
+    )
 
 
 def test_the_console_shows_a_loss_as_positive_bits_per_dim():
     # The console once printed "loss 84033.23 (-9.8661 bits/dim)".
-    celeb_a = configs.get_preset("celeb_a").model
+    celeb_a = presets.get("celeb_a").model
     assert describe_loss(84033.23, celeb_a) == "9.8661 bits/dim"
-    assert describe_loss(91.23, configs.get_preset("mnist").model) == "ELBO -91.23 nats"
+    assert describe_loss(91.23, presets.get("mnist").model) == "ELBO -91.23 nats"

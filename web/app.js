@@ -40,6 +40,7 @@ async function loadModel(path) {
   if (state.graphs) Object.values(state.graphs).forEach((graph) => graph.dispose());
   state.graphs = graphs;
   state.config = manifest.preset.model;
+  state.schedule = manifest.schedule;
   state.modelPath = path;
   const results = manifest.results || {};
   const info = [`${manifest.preset.name}: ${manifest.preset.description.replace(/\.$/, "")}`];
@@ -82,10 +83,8 @@ function step(mask) {
       tf.less(tf.randomUniform([batch, height, width, 1]), config.update_probability),
       "float32");
     let cells = run("step", {cells: state.cells, mask: updateMask});
-    const perStage = config.steps_per_stage;
-    const doubling = config.decoder === "doubling";
-    if (doubling && (state.stepCount + 1) % perStage === 0 &&
-        height < config.image_shape[0]) {
+    // The grid divides after the steps the model's schedule names (vnca.json).
+    if (state.schedule.doubles_after.includes(state.stepCount + 1)) {
       cells = run("double", {cells});
     }
     return cells;

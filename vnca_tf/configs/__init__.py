@@ -1,0 +1,47 @@
+"""Configurations (no TensorFlow): the schema, the kinds of model, the paper's
+presets, the shipped CPU presets, and presets read back from JSON.
+
+    from vnca_tf import configs
+    preset = configs.get_preset("mnist")   # or configs.preset_for("celeb_a")
+"""
+
+from vnca_tf.configs.kinds import INITIAL_SIDE, kind_of
+from vnca_tf.configs.paper import DATASET_PRESETS, MODEL_KINDS
+from vnca_tf.configs.presets import PRESETS, get_preset, preset_for
+from vnca_tf.configs.saved import preset_from_dict, preset_to_dict
+from vnca_tf.configs.schema import (
+    CHECKPOINTS,
+    DATA_SOURCES,
+    ENCODER_DOWNSAMPLING,
+    JIT_COMPILE,
+    LIKELIHOOD_CONVENTIONS,
+    PRECISIONS,
+    STRATEGIES,
+    ModelConfig,
+    Preset,
+    RunConfig,
+    TrainConfig,
+)
+
+__all__ = [
+    "CHECKPOINTS",
+    "DATASET_PRESETS",
+    "DATA_SOURCES",
+    "ENCODER_DOWNSAMPLING",
+    "INITIAL_SIDE",
+    "JIT_COMPILE",
+    "LIKELIHOOD_CONVENTIONS",
+    "MODEL_KINDS",
+    "PRECISIONS",
+    "PRESETS",
+    "STRATEGIES",
+    "ModelConfig",
+    "Preset",
+    "RunConfig",
+    "TrainConfig",
+    "get_preset",
+    "kind_of",
+    "preset_for",
+    "preset_from_dict",
+    "preset_to_dict",
+]

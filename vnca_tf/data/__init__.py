@@ -1,0 +1,12 @@
+"""Data: the datasets' original files (readers), the authors' splits (splits),
+tf.data pipelines from local files or tensorflow-datasets (pipeline), and
+image grids for pictures (pictures).
+
+    from vnca_tf import data
+    images = data.load("binarized_mnist", "test", data_dir="../shared/data")
+"""
+
+from vnca_tf.data.pipeline import DATA_DIR_ENV, SPECS, get_spec, load, resolve_data_dir, shuffled
+from vnca_tf.data.readers import DataError
+
+__all__ = ["DATA_DIR_ENV", "SPECS", "DataError", "get_spec", "load", "resolve_data_dir", "shuffled"]

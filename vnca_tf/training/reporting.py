@@ -1,0 +1,162 @@
+"""What a training run shows after each step: the progress line, TensorBoard
+scalars (at the first step, every log_every steps and every log_minutes),
+images (at the first checkpoint and every image_every steps) and the
+validation loss with the best checkpoint."""
+
+import dataclasses
+import math
+import os
+import time
+from typing import Optional
+
+import tensorflow as tf
+
+from vnca_tf.common import faults
+from vnca_tf.common.console import Console
+from vnca_tf.configs import Preset, kind_of
+from vnca_tf.training import summaries
+from vnca_tf.training.inputs import TrainingInputs
+from vnca_tf.training.state import TrainingState
+
+
+@dataclasses.dataclass
+class Cadence:
+    """What one call of ``Trainer.train`` has done so far, for what is due next."""
+
+    start: int
+    window_seconds: float = 0.0
+    window_steps: int = 0
+    last_save: float = dataclasses.field(default_factory=time.monotonic)
+    last_scalars: float = -math.inf
+    pictured: bool = False  # Images at the first checkpoint, then every image_every.
+
+    def timed(self, seconds: float) -> None:
+        """Counts one step of ``seconds`` into the rate's window."""
+        self.window_seconds += seconds
+        self.window_steps += 1
+
+    def steps_per_second(self) -> float:
+        """The rate since the last scalars; starts a new window."""
+        rate = self.window_steps / self.window_seconds
+        self.window_seconds, self.window_steps = 0.0, 0
+        return rate
+
+
+class Reporting:
+    """Writes a run's console lines and TensorBoard logs in ``model_dir``."""
+
+    def __init__(
+        self,
+        preset: Preset,
+        model_dir: str,
+        state: TrainingState,
+        inputs: TrainingInputs,
+        console: Console,
+        chief: bool,
+    ):
+        self.preset, self.model_dir, self.state = preset, model_dir, state
+        self.inputs, self.console = inputs, console
+        self.config, self.chief = preset.train, chief
+        self.writer = None  # From open().
+
+    def open(self) -> None:
+        """Opens the TensorBoard logs (at the start of each training call)."""
+        with faults.doing(f"Opening the TensorBoard logs in {self.model_dir}"):
+            self.writer = summaries.Writer(self.model_dir, self.chief)
+
+    def after_step(
+        self, step: int, metrics: dict, cadence: Cadence, last: bool, checkpoint: bool, stopping
+    ) -> None:
+        """The progress line, then the scalars and images due after ``step``
+        (``checkpoint``: one is written after it; ``stopping``: no images)."""
+        config, model_config = self.config, self.preset.model
+        self.console.progress(
+            step,
+            f"loss {metrics['loss']:.2f} "
+            f"({summaries.describe_loss(metrics['loss'], model_config)})",
+            force=last,
+        )
+        with faults.doing(f"Writing the TensorBoard logs in {self.model_dir}"):
+            if (
+                step % config.log_every == 0
+                or last
+                or step == cadence.start + 1
+                or time.monotonic() - cadence.last_scalars >= 60 * config.log_minutes
+            ):
+                self._scalars(step, dict(metrics, steps_per_s=cadence.steps_per_second()))
+                cadence.last_scalars = time.monotonic()
+            due = step % config.image_every == 0 or last or (checkpoint and not cadence.pictured)
+            if due and not stopping:
+                images = self.inputs.validation_batches()[0]
+                self.writer.images(step, self.state.model, images, config.seed)
+                self.writer.flush()
+                cadence.pictured = True
+                self.console.event(
+                    f"step {step}: images for TensorBoard in "
+                    f"{os.path.join(self.model_dir, 'train')}"
+                )
+
+    def _scalars(self, step: int, metrics: dict) -> None:
+        pool = self.state.pool
+        self.writer.scalars(
+            step,
+            metrics,
+            self.preset.model,
+            self.state.optimizer,
+            int(self.state.nonfinite_total.numpy()),
+            None if pool is None else int(pool.size.numpy()),
+        )
+        self.writer.flush()
+
+    def validation_loss(self) -> float:
+        """The mean negative ELBO (beta = 1) over the validation batches."""
+        total, count = 0.0, 0
+        for index, images in enumerate(self.inputs.validation_batches()):
+            terms = self._validation_elbo(images, tf.constant([self.config.seed, index]))
+            total += float(tf.reduce_sum(terms))
+            count += int(images.shape[0])
+        return total / count
+
+    @tf.function
+    def _validation_elbo(self, images, seed):
+        return self.state.model.negative_elbo(images, seed=seed)["loss"]
+
+    def validate(self, step: int) -> None:
+        """Logs the validation loss and says so; saves a new best to the best
+        checkpoint."""
+        loss = self.validation_loss()
+        with faults.doing(f"Writing the TensorBoard logs in {self.model_dir}"):
+            self.writer.validation_scalars(step, loss, self.preset.model)
+        line = (
+            f"step {step}: validation loss {loss:.4f} "
+            f"({summaries.describe_loss(loss, self.preset.model)})"
+        )
+        if loss < float(self.state.best_validation.numpy()):
+            self.state.best_validation.assign(loss)
+            line += f", the best so far: saved as {self.state.save('best')}"
+        self.console.event(line)
+
+    def long_run(self, seconds_per_step: float, steps_left: int) -> None:
+        """Says so if the run needs more than a day here."""
+        gpus = len(tf.config.list_logical_devices("GPU"))
+        note = long_run_note(seconds_per_step, steps_left, gpus, self.preset.model)
+        if note:
+            self.console.event(note)
+
+    def close(self) -> None:
+        self.console.close()
+        self.writer.flush()
+
+
+def long_run_note(seconds_per_step: float, steps_left: int, gpus: int, model) -> Optional[str]:
+    """A line for a run whose remaining steps take more than a day on the
+    devices found, naming a preset made for a CPU; None for a shorter one."""
+    remaining = seconds_per_step * steps_left
+    if remaining <= 86_400:
+        return None
+    devices = f"{gpus} GPU(s)" if gpus else "the CPU (no GPU found)"
+    return (
+        f"Note: at {seconds_per_step:.1f} s a step on {devices}, the {steps_left:,} steps "
+        f"left take about {remaining / 86_400:.0f} days here. On a machine like this, "
+        f"try --preset={kind_of(model).small_preset} (made for a CPU)."
+    )
