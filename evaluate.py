@@ -10,6 +10,10 @@ wall time, train.py command, precision; and for non-doubling VNCAs how well
 they regrow after damage) and one PNG per
 figure (reconstructions, samples, growth, interpolations, tsne,
 damage_recovery, damage_during_growth).
+
+Model fields that keep the weights' shapes can be changed for the measurement,
+e.g. --config.model.max_steps=128 or --config.model.likelihood_convention=exact
+(recorded in results.json's "overrides").
 """
 
 import os
@@ -19,6 +23,7 @@ from absl import app, flags, logging
 
 from vnca_tf import configs
 from vnca_tf.common import cli
+from vnca_tf.configs import overrides
 
 flags.DEFINE_string("model_dir", None, "A training folder written by train.py.")
 flags.DEFINE_string(
@@ -70,9 +75,10 @@ def _header(preset, source: str) -> str:
         if FLAGS.skip_likelihood
         else f"IWAE-{FLAGS.num_samples} on {images}, {FLAGS.batch_size} a batch"
     )
+    changed = f", overrides: {overrides.describe(overrides.GIVEN)}" if overrides.GIVEN else ""
     return (
-        f"Evaluating {source} ({preset.name}{which}) on {FLAGS.dataset or preset.dataset} "
-        f"{FLAGS.split}: {what}"
+        f"Evaluating {source} ({preset.name}{which}{changed}) on "
+        f"{FLAGS.dataset or preset.dataset} {FLAGS.split}: {what}"
     )
 
 
@@ -97,13 +103,23 @@ def main(argv):
         if not FLAGS.skip_likelihood:  # Before the hours of work, not after.
             reports.check_replaceable(os.path.join(output_dir, "results.json"), FLAGS.max_examples)
         print(
-            _header(loading.read_preset_of(FLAGS.model_dir, FLAGS.saved_model), source), flush=True
+            _header(
+                loading.with_changes(
+                    loading.read_preset_of(FLAGS.model_dir, FLAGS.saved_model), overrides.GIVEN
+                ),
+                source,
+            ),
+            flush=True,
         )
-        if FLAGS.saved_model:
+        if FLAGS.saved_model and not overrides.GIVEN:
             model, preset = loading.load_saved_model(source)
             training = model.training
+        elif FLAGS.saved_model:  # Rebuilt as a Keras model, with the changed fields.
+            model, preset, training = loading.restore_saved_model(source, overrides.GIVEN)
         else:
-            model, preset, training = loading.restore(FLAGS.model_dir, FLAGS.checkpoint)
+            model, preset, training = loading.restore(
+                FLAGS.model_dir, FLAGS.checkpoint, overrides.GIVEN
+            )
         began = time.perf_counter()
         images = likelihood.test_images(
             preset, FLAGS.split, FLAGS.data_dir, FLAGS.data_source, FLAGS.dataset
@@ -125,7 +141,13 @@ def main(argv):
             )
             with faults.doing(f"Drawing the figures into {output_dir}"):
                 _draw(model, preset, names, images, baseline, output_dir)
-    except (reports.EvaluationError, RunFolderError, DataError, faults.FaultError) as error:
+    except (
+        reports.EvaluationError,
+        RunFolderError,
+        DataError,
+        faults.FaultError,
+        ValueError,
+    ) as error:
         return cli.error(str(error))
     return 0
 
@@ -135,6 +157,7 @@ def _measure(model, preset, images, training, source, output_dir):
     from vnca_tf.evaluation import healing, likelihood, reports
 
     report = reports.report_header(preset, FLAGS.split, source, training)
+    report["overrides"] = list(overrides.GIVEN)
     report.update(
         likelihood.log_likelihood(
             model,
@@ -208,4 +231,4 @@ def _draw(model, preset, names, images, baseline, output_dir):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=overrides.parse_flags)

@@ -10,6 +10,8 @@ that vnca_tf.serving.export describes, the preset and the training record;
 --tfjs converts the SavedModel's browser graphs (vnca_tf.serving.browser_graphs)
 to TensorFlow.js graph models with the official converter (serving.tfjs), with
 the model's evaluate.py results beside them when there are any.
+--config.model.FIELD=VALUE changes a model field that keeps the weights'
+shapes (e.g. --config.model.max_steps=128) in what is exported.
 """
 
 import json
@@ -20,6 +22,7 @@ from absl import app, flags, logging
 
 from vnca_tf import configs
 from vnca_tf.common import cli
+from vnca_tf.configs import overrides
 
 flags.DEFINE_string("model_dir", None, "A training folder written by train.py.")
 flags.DEFINE_enum("checkpoint", "latest", list(configs.CHECKPOINTS), "Which checkpoint.")
@@ -84,12 +87,16 @@ def main(argv):
 
     try:
         if FLAGS.saved_model:
-            model, preset, training = loading.restore_saved_model(FLAGS.saved_model)
+            model, preset, training = loading.restore_saved_model(
+                FLAGS.saved_model, overrides.GIVEN
+            )
             results = os.path.join(
                 os.path.dirname(os.path.normpath(FLAGS.saved_model)), "results.json"
             )
         else:
-            model, preset, training = loading.restore(FLAGS.model_dir, FLAGS.checkpoint)
+            model, preset, training = loading.restore(
+                FLAGS.model_dir, FLAGS.checkpoint, overrides.GIVEN
+            )
             results = os.path.join(default_output_dir(FLAGS.model_dir), "results.json")
         with (
             tempfile.TemporaryDirectory() as scratch,
@@ -121,4 +128,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=overrides.parse_flags)

@@ -7,6 +7,10 @@ one of your own). Runs on whatever the machine has:
 several GPUs (MirroredStrategy), several hosts (MultiWorkerMirroredStrategy,
 from TF_CONFIG), or one device. Starting again with the same --model_dir
 resumes from its latest checkpoint. Watch it with: tensorboard --logdir=MODEL_DIR
+
+Any config field can be set on top of the preset:
+--config.model.update_probability=0.5, --config.train.clip_norm=1,
+--config.run.precision=mixed_bfloat16 (the short flags above are the same).
 """
 
 import dataclasses
@@ -18,6 +22,7 @@ from absl import app, flags, logging
 
 from vnca_tf import configs
 from vnca_tf.common import cli, stopping
+from vnca_tf.configs import overrides
 
 flags.DEFINE_string(
     "dataset",
@@ -173,7 +178,9 @@ def summary(
     model, train = preset.model, preset.train
     return "\n".join(
         [
-            f"Training {preset.name} on {preset.dataset}: {configs.kind_of(model).describe()}, "
+            f"Training {preset.name} on {preset.dataset}"
+            + (f" (overrides: {overrides.describe(overrides.GIVEN)})" if overrides.GIVEN else "")
+            + f": {configs.kind_of(model).describe()}, "
             f"z = {model.latent_size}, "
             f"{model.image_shape[0]}x{model.image_shape[1]}x{model.image_shape[2]} images",
             f"  {train.num_steps:,} steps of batch {train.batch_size}, learning rate "
@@ -200,7 +207,7 @@ def main(argv):
         return 0
     stopper = stopping.Stopper().install()  # Before TensorFlow starts its threads.
     try:
-        preset, run = resolve_preset(), run_config()
+        preset, run = overrides.apply(resolve_preset(), run_config(), overrides.GIVEN)
     except ValueError as error:
         return cli.error(str(error))
     model_dir = FLAGS.model_dir or os.path.join("runs", preset.name)
@@ -254,6 +261,7 @@ def main(argv):
                     {
                         **dataclasses.asdict(run),
                         "command": shlex.join(["python", "train.py", *sys.argv[1:]]),
+                        "overrides": list(overrides.GIVEN),
                         "model_dir": model_dir,
                         "strategy": distribution.strategy_name(strategy),
                         "replicas": strategy.num_replicas_in_sync,
@@ -295,4 +303,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=overrides.parse_flags)

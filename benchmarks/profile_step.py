@@ -43,7 +43,7 @@ def op_type_table(logdir):
     table = tables[0] if isinstance(tables, list) else tables
     columns = [c["id"] for c in table["cols"]]
     rows = [
-        dict(zip(columns, [cell["v"] if cell else None for cell in r["c"]], strict=True))
+        dict(zip(columns, [cell["v"] if cell else None for cell in r["c"]], strict=False))
         for r in table["rows"]
     ]
     by_type = collections.Counter()

@@ -12,6 +12,7 @@ import base64
 import io
 import json
 import os
+import re
 import shutil
 import threading
 import time
@@ -165,7 +166,7 @@ def test_the_page_loads_without_errors_and_the_automaton_runs(page):
     first = _canvas(page)
     time.sleep(1.5)  # 10 steps a second by default.
     later = _canvas(page)
-    assert first.shape == later.shape == (336, 336, 4)
+    assert first.shape == later.shape == (448, 448, 4)
     assert np.abs(first.astype(int) - later.astype(int)).mean() > 0.5
     info = page.find_element(By.ID, "model-info").text
     assert "test log-likelihood" in info and "nats" in info
@@ -189,6 +190,79 @@ def test_the_browser_grows_what_the_saved_model_grows(page, path, rng):
     assert _errors(page) == []
 
 
+def test_the_page_explains_itself_and_every_control_is_reachable_by_keyboard(page):
+    steps = [item.text for item in page.find_elements(By.CSS_SELECTOR, "#steps li")]
+    assert [text.split(".")[0] for text in steps] == ["Grow", "Erase", "Watch it regrow"]
+    with open(os.path.join(demo_server.WEB_ROOT, "models", DEFAULT_NAME, "vnca.json")) as f:
+        about = json.load(f)["about"]
+    assert page.find_element(By.ID, "model-about").text == about
+    assert about.startswith("Every cell of a 28x28 grid") and "mnist" not in about
+    info = page.find_element(By.ID, "model-info").text
+    assert re.search(r"error falls from 0\.\d\d \(damaged\) to 0\.\d\d \(regrown\)", info), info
+    board = page.find_element(By.ID, "board")
+    assert board.size == {"width": 448, "height": 448}
+    assert board.value_of_css_property("image-rendering") == "pixelated"  # Crisp cells.
+    controls = ["model", "sample", "erase", "pause", "reset", "speed", "brush", "regrow"]
+    page.find_element(By.TAG_NAME, "body").click()
+    reached = set()
+    for _ in range(20):
+        ActionChains(page).send_keys(Keys.TAB).perform()
+        reached.add(page.execute_script("return document.activeElement.id"))
+    assert set(controls) <= reached, set(controls) - reached
+    outline = page.execute_script(
+        "const b = document.getElementById('sample'); b.focus();"
+        "return getComputedStyle(b).outlineStyle"
+    )
+    assert outline != "none"  # A visible focus ring.
+    assert _errors(page) == []
+
+
+def test_every_load_grows_the_same_first_sample(browser, page_url):
+    firsts = []
+    for _ in range(2):
+        browser.get(page_url)
+        deadline = time.time() + 120
+        while time.time() < deadline and not browser.find_element(By.ID, "status").text.startswith(
+            ("Running", "Could not start")
+        ):
+            time.sleep(0.2)
+        latents = np.asarray(browser.execute_script("return window.vnca.latents()"))
+        _pause(browser)
+        browser.execute_script("window.vnca.sample(0); window.vnca.steps(40);")
+        firsts.append((latents, np.asarray(browser.execute_script("return window.vnca.image()"))))
+    (latents, image), (again_latents, again_image) = firsts
+    np.testing.assert_array_equal(again_latents, latents)  # The page's own first sample.
+    np.testing.assert_array_equal(again_image, image)  # Its masks are seeded too.
+    browser.execute_script("window.vnca.sample(1); window.vnca.steps(40);")
+    other = np.asarray(browser.execute_script("return window.vnca.image()"))
+    assert np.abs(other - image).mean() > 0.01  # Another sample: another digit.
+    assert _errors(browser) == []
+
+
+def test_erased_cells_show_empty_and_a_doubling_model_shows_its_stage(page):
+    _pause(page)
+    page.execute_script("window.vnca.sample(0); window.vnca.steps(arguments[0]);", 64)
+    page.find_element(By.ID, "erase").click()
+    cells = np.asarray(page.execute_script("return window.vnca.cells()"))
+    erased = np.all(cells[0] == 0, axis=-1)
+    assert erased.sum() > 100
+    model_mean = np.asarray(page.execute_script("return window.vnca.image()"))[0, ..., 0]
+    shown = np.asarray(page.execute_script("return window.vnca.shown()"))[..., 0]
+    assert np.all(shown[erased] == 0) and np.all(shown[~erased] == model_mean[~erased])
+    assert np.abs(model_mean[erased] - 0.5).max() < 0.1  # What it showed before: grey.
+    page.execute_script("return window.vnca.load('models/mnist_cpu')")
+    page.execute_script("window.vnca.sample(0)")
+    stages = []
+    for steps in (0, 8, 16, 40):  # After steps 0, 8, 24 and 64; it doubles after 8, 16, 24, 32.
+        page.execute_script("window.vnca.steps(arguments[0])", steps)
+        stages.append(page.execute_script("return window.vnca.stage()"))
+    assert stages[0].startswith("step 0 · stage 1 of 5: 2x2 cells")
+    assert "stage 2 of 5: 4x4 cells" in stages[1] and "stage 4 of 5: 16x16" in stages[2]
+    assert stages[3].startswith("step 64 · stage 5 of 5: 32x32 cells")
+    assert stages[0].endswith("(2x2 → 4x4 → 8x8 → 16x16 → 32x32)")
+    assert _errors(page) == []
+
+
 def _stroke(page, points):
     """A mouse stroke through ``points`` (fractions of the canvas' width and
     height) with the left button held."""
@@ -197,7 +271,7 @@ def _stroke(page, points):
     offsets = [(int((x - 0.5) * size["width"]), int((y - 0.5) * size["height"])) for x, y in points]
     actions = ActionChains(page, duration=20)
     actions.move_to_element_with_offset(board, *offsets[0]).click_and_hold()
-    for previous, offset in zip(offsets, offsets[1:], strict=True):
+    for previous, offset in zip(offsets[:-1], offsets[1:], strict=True):
         actions.move_by_offset(offset[0] - previous[0], offset[1] - previous[1])
     actions.release().perform()
 

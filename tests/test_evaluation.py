@@ -10,46 +10,27 @@ import numpy as np
 import presets
 import pytest
 import tensorflow as tf
-from helpers import REPO
+from helpers import REPO, train_tiny
 
 from vnca_tf import data, loading
-from vnca_tf.configs import RunConfig
 from vnca_tf.evaluation import figures, healing, likelihood, reports
 from vnca_tf.models import build_model
-from vnca_tf.training.loop import Trainer
 from vnca_tf.training.run_folder import RunFolderError, save_config
-
-
-def _train(name, model_dir, data_dir, steps=10):
-    preset = presets.get(name)
-    preset = dataclasses.replace(
-        preset,
-        train=dataclasses.replace(
-            preset.train,
-            learning_rate=1e-3,
-            validation_every=1000,
-            image_every=1000,
-            checkpoint_every=1000,
-        ),
-    )
-    Trainer(preset, model_dir, run=RunConfig(data_dir=data_dir)).train(steps, progress=False)
-    save_config(model_dir, preset)
-    return model_dir
 
 
 @pytest.fixture(scope="module")
 def mnist_dir(tmp_path_factory, data_dir):
-    return _train("test_mnist", str(tmp_path_factory.mktemp("mnist")), data_dir, 20)
+    return train_tiny("test_mnist", str(tmp_path_factory.mktemp("mnist")), data_dir, 20)
 
 
 @pytest.fixture(scope="module")
 def damage_dir(tmp_path_factory, data_dir):
-    return _train("test_mnist_damage", str(tmp_path_factory.mktemp("damage")), data_dir)
+    return train_tiny("test_mnist_damage", str(tmp_path_factory.mktemp("damage")), data_dir)
 
 
 @pytest.fixture(scope="module")
 def baseline_dir(tmp_path_factory, data_dir):
-    return _train("test_mnist_baseline", str(tmp_path_factory.mktemp("baseline")), data_dir)
+    return train_tiny("test_mnist_baseline", str(tmp_path_factory.mktemp("baseline")), data_dir)
 
 
 @pytest.mark.slow

@@ -1,9 +1,8 @@
-import dataclasses
-
 import numpy as np
 import presets
 import pytest
 import tensorflow as tf
+from helpers import quiet_preset
 
 from vnca_tf import data
 from vnca_tf.configs import RunConfig
@@ -41,17 +40,7 @@ def test_mixed_precision_log_likelihood_is_within_a_tenth_of_a_percent(name, dat
 
 @pytest.mark.slow
 def test_a_mixed_precision_run_tracks_the_float32_run(tmp_path, data_dir):
-    preset = presets.get("test_mnist")
-    preset = dataclasses.replace(
-        preset,
-        train=dataclasses.replace(
-            preset.train,
-            learning_rate=1e-3,
-            validation_every=1000,
-            image_every=1000,
-            checkpoint_every=1000,
-        ),
-    )
+    preset = quiet_preset("test_mnist")
     images = data.load("binarized_mnist", "test", data_dir=data_dir).take(128).cache()
     losses = []
     for precision in ("float32", "mixed_bfloat16"):
@@ -128,17 +117,9 @@ def test_dynamic_loss_scale_halves_on_overflow_and_grows_after_finite_steps():
 
 @pytest.mark.slow
 def test_float16_training_lowers_the_loss_scale_instead_of_stopping(tmp_path, data_dir):
-    preset = presets.get("test_mnist")
-    preset = dataclasses.replace(
-        preset,
-        train=dataclasses.replace(
-            preset.train,
-            learning_rate=1e-3,
-            validation_every=1000,
-            image_every=1000,
-            checkpoint_every=1000,
-            max_nonfinite=2,
-        ),
+    preset = quiet_preset(
+        "test_mnist",
+        max_nonfinite=2,
     )
     images = data.load("binarized_mnist", "test", data_dir=data_dir).take(128).cache()
     trainer = Trainer(

@@ -3,11 +3,15 @@ none on any page (README.md, docs/*.md) writes to a tracked file."""
 
 import glob
 import os
+import re
 import shlex
+import subprocess
+import sys
 
 from helpers import REPO
 
 from vnca_tf import configs
+from vnca_tf.configs import overrides
 from vnca_tf.evaluation import reports
 
 SCRIPTS = ("train.py", "evaluate.py", "export.py")
@@ -91,3 +95,25 @@ def test_no_documented_command_writes_to_a_tracked_file():
                 f"{os.path.basename(page)}: python {script} {flags} writes to {folder}, "
                 "which git tracks"
             )
+
+
+def test_every_documented_flag_is_one_the_script_takes():
+    defined = {}
+    for script in SCRIPTS:
+        help_text = subprocess.run(
+            [sys.executable, os.path.join(REPO, script), "--helpfull"],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+        ).stdout
+        defined[script] = set(re.findall(r"^\s+--(?:\[no\])?(\w+)", help_text, re.M))
+        assert "model_dir" in defined[script], help_text  # The help was read.
+    commands = [(page, script, flags) for page in PAGES for script, flags in _commands(page)]
+    assert any(name.startswith("config.") for _, _, flags in commands for name in flags)
+    for page, script, flags in commands:
+        for name, value in flags.items():
+            where = f"{os.path.basename(page)}: python {script} --{name}"
+            if name.startswith("config."):
+                overrides.parse([f"{name[len('config.') :]}={value}"])  # Raises if stale.
+            else:
+                assert name.removeprefix("no") in defined[script], where

@@ -1,14 +1,17 @@
 // The browser demo: grow a VNCA step by step, damage it with the mouse, watch it regrow.
 // Runs the graphs that `python export.py --tfjs=web/my_models/NAME` writes
-// (vnca_tf/browser_graphs.py, vnca_tf/tfjs.py): encode, initial_cells, step,
-// [double], picture. `python serve_demo.py` serves it, with models.json: the
-// models under web/models (shipped) and web/my_models (yours).
+// (vnca_tf/serving/browser_graphs.py, vnca_tf/serving/tfjs.py): encode,
+// initial_cells, step, [double], picture, and follows the growth schedule of the
+// model's vnca.json. `python serve_demo.py` serves it, with models.json: the
+// models under web/models (shipped) and web/my_models (yours). Every random
+// number comes from a seed (the sample's number and the step), so a page load
+// grows the same first sample.
 "use strict";
 
 const board = document.getElementById("board");
 const context = board.getContext("2d");
 const state = {
-  graphs: null, config: null, cells: null, latents: null, stepCount: 0,
+  graphs: null, config: null, cells: null, latents: null, stepCount: 0, sampleSeed: 0,
   running: true, drawing: null, busy: false, errors: [], broken: {},
 };
 
@@ -43,17 +46,18 @@ async function loadModel(path) {
   state.schedule = manifest.schedule;
   state.modelPath = path;
   const results = manifest.results || {};
-  const info = [`${manifest.preset.name}: ${manifest.preset.description.replace(/\.$/, "")}`];
+  document.getElementById("model-about").textContent = manifest.about || manifest.preset.name;
+  const info = [];
+  if (results.healing) {
+    info.push(`Measured on test digits: inside an erased region the error falls from ` +
+              `${results.healing.damaged_error.toFixed(2)} (damaged) to ` +
+              `${results.healing.recovered_error.toFixed(2)} (regrown)`);
+  }
   if (results.log_likelihood_nats !== undefined) {
     info.push(`test log-likelihood ${results.log_likelihood_nats.toFixed(2)} nats ` +
               `(IWAE-${results.num_samples}, ${results.num_examples} test images)`);
   }
-  if (results.healing) {
-    info.push(`after damage, the regrown image's error is ` +
-              `${results.healing.recovered_error.toFixed(3)} against ` +
-              `${results.healing.damaged_error.toFixed(3)} for the damaged one`);
-  }
-  document.getElementById("model-info").textContent = `${info.join("; ")}.`;
+  document.getElementById("model-info").textContent = info.length ? `${info.join("; ")}.` : "";
   if (state.drawing) state.drawing.dispose();
   state.drawing = tf.zeros([1, ...state.config.image_shape]);
 }
@@ -62,7 +66,7 @@ function run(graph, inputs) {
   return state.graphs[graph].execute(inputs);
 }
 
-// Cells from latents (1, Z) or (B, Z); the step count starts again.
+// Cells from latents (1, Z) or (B, Z); the step count (and the masks' seeds) start again.
 function startFrom(latents) {
   tf.dispose([state.cells, state.latents]);
   state.latents = tf.keep(latents);
@@ -70,18 +74,24 @@ function startFrom(latents) {
   state.stepCount = 0;
 }
 
+// Latents of sample number `seed`: the same on every load. (TensorFlow.js takes
+// a seed of 0 for none, so that the seeds it gets here are odd for latents and
+// even, never 0, for masks.)
 function sampleLatents(seed) {
-  return tf.randomNormal([1, state.config.latent_size], 0, 1, "float32", seed);
+  state.sampleSeed = seed;
+  return tf.randomNormal([1, state.config.latent_size], 0, 1, "float32", 2 * seed + 1);
 }
 
-// One NCA step; each cell updates with the model's probability (masks may be given).
+// One NCA step; each cell updates with the model's probability, drawn from the
+// sample's seed and the step (masks may be given).
 function step(mask) {
   const config = state.config;
   const next = tf.tidy(() => {
     const [batch, height, width] = state.cells.shape;
-    const updateMask = mask || tf.cast(
-      tf.less(tf.randomUniform([batch, height, width, 1]), config.update_probability),
-      "float32");
+    const seed = 2 * ((state.sampleSeed + 1) * 100003 + state.stepCount);
+    const updateMask = mask || tf.cast(tf.less(
+      tf.randomUniform([batch, height, width, 1], 0, 1, "float32", seed),
+      config.update_probability), "float32");
     let cells = run("step", {cells: state.cells, mask: updateMask});
     // The grid divides after the steps the model's schedule names (vnca.json).
     if (state.schedule.doubles_after.includes(state.stepCount + 1)) {
@@ -94,10 +104,13 @@ function step(mask) {
   state.stepCount += 1;
 }
 
-// The first picture of the batch, at the image's size.
+// The first picture of the batch, at the image's size; erased (all-zero) cells
+// are shown empty (black), not as the likelihood's mean of a zero state.
 function picture() {
   return tf.tidy(() => {
-    const image = run("picture", {cells: state.cells.slice(0, 1)});
+    const cells = state.cells.slice(0, 1);
+    const alive = tf.cast(tf.any(tf.notEqual(cells, 0), -1, true), "float32");
+    const image = run("picture", {cells}).mul(alive);
     const [height, width] = image.shape.slice(1, 3);
     const size = state.config.image_shape[0];
     // A doubling VNCA's picture is smaller while it grows: show it at full size.
@@ -115,7 +128,17 @@ async function draw() {
   image.dispose();
   context.imageSmoothingEnabled = false;
   context.drawImage(canvas, 0, 0, board.width, board.height);
-  document.getElementById("step-count").textContent = `step ${state.stepCount}`;
+  document.getElementById("step-count").textContent = stageText();
+}
+
+// The step, and the grid's size: for a doubling model, its stage of growth.
+function stageText() {
+  const {stages, doubles_after: doublesAfter} = state.schedule;
+  const side = state.cells.shape[1];
+  if (!doublesAfter.length) return `step ${state.stepCount} · ${side}x${side} cells`;
+  const stage = stages.indexOf(side) + 1;
+  return `step ${state.stepCount} · stage ${stage} of ${stages.length}: ` +
+    `${side}x${side} cells (${stages.map((s) => `${s}x${s}`).join(" → ")})`;
 }
 
 state.drawingMode = () => document.querySelector('input[name="tool"]:checked').value === "draw";
@@ -232,10 +255,17 @@ async function main() {
         setStatus(`${chosen.value} does not load (${error}); still showing ${previous}.`);
         return;
       }
-      startFrom(sampleLatents());
+      startFrom(sampleLatents(state.sampleSeed));
     };
-    document.getElementById("sample").onclick = () => startFrom(sampleLatents());
+    document.getElementById("sample").onclick = () => {
+      startFrom(sampleLatents(state.sampleSeed + 1));
+    };
     document.getElementById("reset").onclick = () => startFrom(state.latents.clone());
+    document.getElementById("erase").onclick = () => {
+      const [, height, width] = state.cells.shape;
+      damage(height / 2, width / 2, height / 4);
+      draw();
+    };
     document.getElementById("pause").onclick = (event) => {
       state.running = !state.running;
       event.target.textContent = state.running ? "Pause" : "Run";
@@ -256,6 +286,9 @@ async function main() {
 window.vnca = {
   state,
   start: (latents) => { startFrom(tf.tensor2d(latents)); },
+  sample: (seed) => { startFrom(sampleLatents(seed)); },
+  latents: () => state.latents.array(),
+  stage: () => stageText(),
   steps: (count, allCells) => {
     for (let i = 0; i < count; i++) {
       step(allCells ? tf.ones([...state.cells.shape.slice(0, 3), 1]) : undefined);
@@ -263,6 +296,7 @@ window.vnca = {
   },
   load: (path) => loadModel(path),
   image: () => tf.tidy(() => run("picture", {cells: state.cells})).array(),
+  shown: () => tf.tidy(() => picture()).array(),
   cells: () => state.cells.array(),
   drawing: () => state.drawing.array(),
   damage,

@@ -8,7 +8,7 @@ presets, the shipped CPU presets, and presets read back from JSON.
 from vnca_tf.configs.kinds import INITIAL_SIDE, kind_of
 from vnca_tf.configs.paper import DATASET_PRESETS, MODEL_KINDS
 from vnca_tf.configs.presets import PRESETS, get_preset, preset_for
-from vnca_tf.configs.saved import preset_from_dict, preset_to_dict
+from vnca_tf.configs.saved import model_config_from_dict, preset_from_dict, preset_to_dict
 from vnca_tf.configs.schema import (
     CHECKPOINTS,
     DATA_SOURCES,
@@ -41,6 +41,7 @@ __all__ = [
     "TrainConfig",
     "get_preset",
     "kind_of",
+    "model_config_from_dict",
     "preset_for",
     "preset_from_dict",
     "preset_to_dict",

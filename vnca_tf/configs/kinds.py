@@ -47,6 +47,10 @@ class ModelKind:
         """The model in a few words, e.g. "doubling VNCA, K = 4, M = 8"."""
         return self.title
 
+    def plain_words(self) -> str:
+        """What the model does, in one sentence without jargon (the demo's)."""
+        return self.title
+
 
 class _VNCA(ModelKind):
     """An NCA decoder: it grows, and the demo can show it (binary images)."""
@@ -95,6 +99,13 @@ class DoublingVNCA(_VNCA):
     def describe(self) -> str:
         return f"{self.title}, K = {self.config.num_doublings}, M = {self.config.steps_per_stage}"
 
+    def plain_words(self) -> str:
+        side = self.config.image_shape[0]
+        return (
+            f"Grows a {side}x{side} image from a 2x2 grid of cells: every "
+            f"{self.config.steps_per_stage} steps each cell divides into four."
+        )
+
 
 class NonDoublingVNCA(_VNCA):
     """The damage-recovery VNCA: z over the whole grid, a random step count."""
@@ -124,12 +135,23 @@ class NonDoublingVNCA(_VNCA):
     def describe(self) -> str:
         return f"{self.title}, {self.config.min_steps}-{self.config.max_steps} steps"
 
+    def plain_words(self) -> str:
+        height, width, _ = self.config.image_shape
+        return (
+            f"Every cell of a {height}x{width} grid starts from the same code and updates "
+            f"itself from its neighbours for {self.config.min_steps} to "
+            f"{self.config.max_steps} steps, until the image settles."
+        )
+
 
 class ConvolutionalBaseline(ModelKind):
     """The deep convolutional VAE of appendix A.6 / A.1: no NCA, no growth."""
 
     title = "convolutional baseline"
     small_preset = "mnist_baseline"
+
+    def plain_words(self) -> str:
+        return "Draws the whole image at once with a convolutional network: no cells, no growth."
 
     def check(self) -> None:
         if self.config.update_probability != 1.0:

@@ -12,18 +12,23 @@ _EARLIER_NAMES = {"eval_every": "validation_every", "eval_batches": "validation_
 _EARLIER_CONVENTION = "exact"
 
 
-def preset_from_dict(saved: dict) -> Preset:
-    """The Preset that training saved as config.json (or an export as its asset)."""
-    model = dict(saved["model"])
+def model_config_from_dict(saved: dict) -> ModelConfig:
+    """The ModelConfig of a dict from ``dataclasses.asdict`` (JSON's lists as tuples)."""
+    model = dict(saved)
     model["image_shape"] = tuple(model["image_shape"])
     if model.get("likelihood") == "logistic_mixture":
         model.setdefault("likelihood_convention", _EARLIER_CONVENTION)
+    return ModelConfig(**model)
+
+
+def preset_from_dict(saved: dict) -> Preset:
+    """The Preset that training saved as config.json (or an export as its asset)."""
     train = {_EARLIER_NAMES.get(name, name): value for name, value in saved["train"].items()}
     train["learning_rate_drops"] = tuple(train.get("learning_rate_drops", ()))
     return Preset(
         saved["name"],
         saved["dataset"],
-        ModelConfig(**model),
+        model_config_from_dict(saved["model"]),
         TrainConfig(**train),
         saved.get("description", ""),
     )

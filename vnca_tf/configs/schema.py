@@ -104,6 +104,12 @@ class ModelConfig:
         _check_choice("update_net", self.update_net, UPDATE_NETS)
         _check_choice("encoder_input", self.encoder_input, ENCODER_INPUTS)
         _check_choice("likelihood_convention", self.likelihood_convention, LIKELIHOOD_CONVENTIONS)
+        _check_at_least(
+            self,
+            1,
+            ("num_mixtures", "latent_size", "hidden_size", "encoder_channels", "baseline_channels"),
+        )
+        _check_at_least(self, 0, ("num_residual_blocks", "num_hidden_layers", "num_doublings"))
         if not 0.0 < self.update_probability <= 1.0:  # Also false for NaN.
             raise ValueError(
                 f"update_probability must be in (0, 1], got {self.update_probability}."
@@ -180,19 +186,21 @@ class TrainConfig:
     max_nonfinite: int = 10  # Non-finite updates in a row before the run stops.
 
     def __post_init__(self):
-        for name in (
-            "batch_size",
-            "num_steps",
-            "log_every",
-            "validation_every",
-            "validation_batches",
-            "image_every",
-            "checkpoint_every",
-            "keep_checkpoints",
-            "max_nonfinite",
-        ):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}.")
+        _check_at_least(
+            self,
+            1,
+            (
+                "batch_size",
+                "num_steps",
+                "log_every",
+                "validation_every",
+                "validation_batches",
+                "image_every",
+                "checkpoint_every",
+                "keep_checkpoints",
+                "max_nonfinite",
+            ),
+        )
         for name in ("learning_rate", "clip_norm", "checkpoint_minutes", "log_minutes"):
             if not 0 < getattr(self, name) < math.inf:  # Also false for NaN.
                 raise ValueError(f"{name} must be a finite number > 0, got {getattr(self, name)}.")
@@ -273,6 +281,13 @@ class Preset:
     model: ModelConfig
     train: TrainConfig
     description: str = ""
+
+
+def _check_at_least(config, minimum: int, names) -> None:
+    """Raises ValueError for the first of the fields ``names`` below ``minimum``."""
+    for name in names:
+        if getattr(config, name) < minimum:
+            raise ValueError(f"{name} must be >= {minimum}, got {getattr(config, name)}.")
 
 
 def _check_choice(field: str, value: str, choices: Tuple[str, ...]) -> None:

@@ -10,6 +10,7 @@ Every layer starts from PyTorch's default initialisation, as the authors' did.
 
 import math
 
+import keras
 import tensorflow as tf
 from keras import layers
 
@@ -22,6 +23,7 @@ from vnca_tf.models.vae import VAE
 _KERNEL = 5
 
 
+@keras.saving.register_keras_serializable("vnca_tf")
 class ConvBaseline(VAE):
     """A VAE with a transposed-convolution decoder (same interface as VNCA)."""
 

@@ -30,6 +30,7 @@ def _first_padding(side: int):
     return (_PAD + extra // 2, _PAD + extra - extra // 2)
 
 
+@keras.saving.register_keras_serializable("vnca_tf")
 class Encoder(keras.layers.Layer):
     """Images (B, H, W, C), as the likelihood scales them for the encoder ->
     (mean, log_sigma), each (B, latent_size). The layers are made in ``build``:
@@ -40,6 +41,13 @@ class Encoder(keras.layers.Layer):
         self.latent_size = latent_size
         self.base_channels = base_channels
         self.flatten = layers.Flatten()
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "latent_size": self.latent_size,
+            "base_channels": self.base_channels,
+        }
 
     def build(self, input_shape):
         _, height, width, channels = input_shape

@@ -6,6 +6,7 @@ start from PyTorch's default initialisation, as in the authors' code, except the
 update network's last one, which starts at zero.
 """
 
+import keras
 from keras import layers, ops
 
 from vnca_tf.models.initializers import torch_defaults
@@ -30,6 +31,7 @@ def sublayers(owner: layers.Layer, prefix: str, count: int):
     return [getattr(owner, f"{prefix}_{index}") for index in range(count)]
 
 
+@keras.saving.register_keras_serializable("vnca_tf")
 class Residual(layers.Layer):
     """x + conv1x1(elu(conv1x1(x))): one residual block of the update network."""
 
@@ -46,7 +48,11 @@ class Residual(layers.Layer):
     def call(self, x):
         return x + self.outer(ops.elu(self.inner(x)))
 
+    def get_config(self):
+        return {**super().get_config(), "channels": self.channels}
 
+
+@keras.saving.register_keras_serializable("vnca_tf")
 class UpdateNet(layers.Layer):
     """The update u(z) every cell applies to its 3x3 neighbourhood.
 
@@ -100,6 +106,16 @@ class UpdateNet(layers.Layer):
             name="out",
         )
 
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "state_size": self.state_size,
+            "hidden_size": self.hidden_size,
+            "kind": self.kind,
+            "num_residual_blocks": self.num_residual_blocks,
+            "num_hidden_layers": self.num_hidden_layers,
+        }
+
     def build(self, input_shape):
         hidden_shape = tuple(input_shape[:-1]) + (self.hidden_size,)
         self.perceive.build(input_shape)
@@ -124,6 +140,7 @@ def upsample(cells, factor: int):
     return ops.repeat(ops.repeat(cells, factor, axis=1), factor, axis=2)
 
 
+@keras.saving.register_keras_serializable("vnca_tf")
 class Doubling(layers.Layer):
     """Cell division: every cell is copied right, below and diagonally.
 

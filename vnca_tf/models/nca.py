@@ -13,6 +13,7 @@ compile under XLA; with ``return_trajectory=True`` every intermediate grid
 
 import math
 
+import keras
 import tensorflow as tf
 from keras import layers
 
@@ -63,6 +64,22 @@ class _NCA(layers.Layer):
         self.update_net = update_net
         self.update_probability = update_probability
         self.recompute = recompute
+
+    def get_config(self):
+        """Its fields, the update network's (serialized) among them."""
+        return {
+            **super().get_config(),
+            "update_net": keras.saving.serialize_keras_object(self.update_net),
+            "update_probability": self.update_probability,
+            "recompute": self.recompute,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["update_net"] = keras.saving.deserialize_keras_object(config["update_net"])
+        config.pop("dtype", None)  # Always float32 (see __init__).
+        return cls(**config)
 
     def build(self, input_shape):
         if not self.update_net.built:
@@ -176,6 +193,7 @@ def _new_frames(first_frame, num_frames):
     return frames.write(0, first_frame)
 
 
+@keras.saving.register_keras_serializable("vnca_tf")
 class DoublingNCA(_NCA):
     """The VNCA decoder: a 2x2 initial grid, then K+1 stages of M steps with a doubling
     before every stage but the first (MNIST: K = 4 -> 32x32; CelebA: K = 5 -> 64x64).
@@ -205,8 +223,15 @@ class DoublingNCA(_NCA):
         self.doubling = Doubling(dtype="float32")
         self.output_size = INITIAL_SIDE * 2**num_doublings
 
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "num_doublings": self.num_doublings,
+            "steps_per_stage": self.steps_per_stage,
+        }
+
     @classmethod
-    def from_config(cls, update_net, config, recompute: bool = False, **kwargs):
+    def from_model_config(cls, update_net, config, recompute: bool = False, **kwargs):
         """The decoder a ModelConfig describes."""
         return cls(
             update_net,
@@ -300,6 +325,7 @@ class DoublingNCA(_NCA):
         return cells, frames.stack()
 
 
+@keras.saving.register_keras_serializable("vnca_tf")
 class NonDoublingNCA(_NCA):
     """The damage-recovery decoder (section 3.3): z tiled over the whole image
     grid and a number of steps drawn per batch from [min_steps, max_steps]."""
@@ -319,8 +345,16 @@ class NonDoublingNCA(_NCA):
         self.min_steps = min_steps
         self.max_steps = max_steps
 
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "grid_shape": self.grid_shape,
+            "min_steps": self.min_steps,
+            "max_steps": self.max_steps,
+        }
+
     @classmethod
-    def from_config(cls, update_net, config, recompute: bool = False, **kwargs):
+    def from_model_config(cls, update_net, config, recompute: bool = False, **kwargs):
         """The decoder a ModelConfig describes."""
         return cls(
             update_net,

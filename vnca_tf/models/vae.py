@@ -7,11 +7,13 @@ a fresh random one. The same seed gives the same result on the same device and
 compilation mode, which the training loop relies on for exact resume.
 """
 
+import dataclasses
+
 import keras
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from vnca_tf.configs import ModelConfig, kind_of
+from vnca_tf.configs import ModelConfig, get_preset, kind_of, model_config_from_dict
 from vnca_tf.models import bounds
 from vnca_tf.models.encoder import Encoder
 from vnca_tf.models.likelihoods import make_likelihood
@@ -41,6 +43,25 @@ class VAE(keras.Model):
         self.likelihood = make_likelihood(config)
         self.encoder = Encoder(config.latent_size, config.encoder_channels, name="encoder")
         self.encoder.build((None,) + tuple(config.image_shape))
+
+    @classmethod
+    def from_preset(cls, name: str, **kwargs):
+        """A fresh (untrained) model of the preset ``name`` (or "FILE.py:NAME"),
+        e.g. ``VNCA.from_preset("mnist")``."""
+        return cls(get_preset(name).model, **kwargs)
+
+    def get_config(self):
+        """The ModelConfig as a dict (``keras.models.load_model`` rebuilds from it)."""
+        return {
+            "name": self.name,
+            "trainable": self.trainable,
+            "config": dataclasses.asdict(self.config),
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        return cls(model_config_from_dict(config.pop("config")), **config)
 
     def decode_cells(
         self, z, seed=None, num_steps=None, rows=None, start_cells=None, use_start=None

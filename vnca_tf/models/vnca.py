@@ -1,5 +1,6 @@
 """The VNCA: a VAE whose decoder is a neural cellular automaton."""
 
+import keras
 import tensorflow as tf
 
 from vnca_tf.configs import ModelConfig
@@ -10,12 +11,19 @@ from vnca_tf.models.seeds import as_seed, split_seed
 from vnca_tf.models.vae import VAE
 
 
+@keras.saving.register_keras_serializable("vnca_tf")
 class VNCA(VAE):
     """The encoder of appendix A.5 and an NCA decoder: doubling or not, as the
     config's kind says; the decoder answers for what differs."""
 
     def __init__(self, config: ModelConfig, recompute: bool = False, **kwargs):
         super().__init__(config, **kwargs)
+        if type(self.kind) not in DECODERS:
+            raise ValueError(
+                f"This config is a {self.kind.describe()}, not a VNCA: build it with "
+                "vnca_tf.build_model (or ConvBaseline)."
+            )
+        self.recompute = recompute
         self.update_net = UpdateNet(
             config.latent_size,
             config.hidden_size,
@@ -24,11 +32,14 @@ class VNCA(VAE):
             num_hidden_layers=config.num_hidden_layers,
             name="update_net",
         )
-        self.decoder = DECODERS[type(self.kind)].from_config(
+        self.decoder = DECODERS[type(self.kind)].from_model_config(
             self.update_net, config, recompute, name="decoder"
         )
         self.decoder.build((None, None, None, config.latent_size))
         self.built = True
+
+    def get_config(self):
+        return {**super().get_config(), "recompute": self.recompute}
 
     def draw_num_steps(self, seed):
         """Non-doubling: a step count uniform on [min_steps, max_steps] from

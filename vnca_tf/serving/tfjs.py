@@ -70,7 +70,8 @@ def convert(saved_model: str, folder: str, converter: str = CONVERTER, results: 
 
 def write_manifest(folder: str, preset, training: dict, results: dict = None) -> str:
     """Writes FOLDER/vnca.json, what the page reads of a converted model: its
-    preset, graphs, growth schedule, training record and results."""
+    preset, what it does in plain words, graphs, growth schedule, training
+    record and results."""
     kind = kind_of(preset.model)
     shown = {key: value for key, value in (results or {}).items() if key in RESULT_KEYS}
     path = os.path.join(folder, MANIFEST)
@@ -78,6 +79,8 @@ def write_manifest(folder: str, preset, training: dict, results: dict = None) ->
         json.dump(
             {
                 "preset": preset_to_dict(preset),
+                "about": kind.plain_words()
+                + (" Trained to regrow what is erased." if preset.train.damage_size else ""),
                 "graphs": list(kind.browser_graphs),
                 "schedule": kind.schedule(),
                 "training": training,

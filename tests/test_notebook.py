@@ -1,0 +1,40 @@
+"""notebooks/tour.ipynb: it runs from top to bottom, and the committed copy
+carries its outputs (so that it renders on a code host) in under 2 MB."""
+
+import os
+
+import nbclient
+import nbformat
+import pytest
+from helpers import REPO
+
+TOUR = os.path.join(REPO, "notebooks", "tour.ipynb")
+
+
+def test_the_committed_tour_has_its_outputs_and_is_small():
+    assert os.path.getsize(TOUR) < 2 * 2**20
+    notebook = nbformat.read(TOUR, as_version=4)
+    code = [cell for cell in notebook.cells if cell.cell_type == "code"]
+    assert code and all(cell.outputs for cell in code)  # Every cell shows something.
+    pictures = [o for cell in code for o in cell.outputs if "image/png" in o.get("data", {})]
+    assert len(pictures) == 4  # Samples, growth, damage and regrowth, interpolation.
+    errors = [o for cell in code for o in cell.outputs if o.output_type == "error"]
+    assert errors == []
+
+
+@pytest.mark.slow
+def test_the_tour_runs_from_top_to_bottom(data_dir, monkeypatch):
+    monkeypatch.setenv("VNCA_DATA_DIR", data_dir)
+    notebook = nbformat.read(TOUR, as_version=4)
+    for cell in notebook.cells:
+        if cell.cell_type == "code":
+            cell.outputs = []
+    client = nbclient.NotebookClient(
+        notebook,
+        timeout=240,
+        kernel_name="python3",
+        resources={"metadata": {"path": os.path.dirname(TOUR)}},
+    )
+    client.execute()  # Raises CellExecutionError on any cell's error.
+    last = notebook.cells[-1].outputs[0]["text"]
+    assert last.startswith("IWAE-128 log p(x): -") and "nats per image (16 test images)" in last
