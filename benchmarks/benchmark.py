@@ -7,7 +7,7 @@ own) and is timed after warm-up: median, min and max seconds over --repeats
 runs. Cases: a training step (the paper's mnist preset at batch 32 and 8, the
 celeb_a preset at batch 4), in float32 and mixed_bfloat16, and at batch 32 with
 per-step recomputation (also with the batch in 8 micro-batches, and
-glibc's malloc limited to 2 arenas); IWAE-128 on one
+glibc's malloc limited to 2 arenas), and with XLA on and off; IWAE-128 on one
 image; sampling, per image; the training loop's step time with its input
 pipeline, summaries and checkpoints, against the bare step; and the input
 pipelines' images/s; and one training step of each preset as it trains
@@ -64,6 +64,11 @@ CASES = (
         for precision in PRECISIONS
     ]
     + ["train:mnist:32:mixed_bfloat16:recompute:microbatches=8"]
+    + [
+        f"train:mnist:32:{precision}:jit_compile={jit}"
+        for precision in PRECISIONS
+        for jit in ("on", "off")
+    ]
     + [f"train:celeb_a:4:{precision}" for precision in PRECISIONS]
     + [f"iwae128:mnist:1:{precision}" for precision in PRECISIONS]
     + ["sample:mnist:8:float32", "sample:celeb_a:8:float32", "loop:mnist:8:float32", "data"]
@@ -123,7 +128,7 @@ def preset_and_images(name, batch, data_dir):
     return preset, images
 
 
-def training_step(preset, images, precision, recompute=False, microbatches=1):
+def training_step(preset, images, precision, recompute=False, microbatches=1, jit_compile="auto"):
     """(trainer, a function running one training step on a fixed batch)."""
     from vnca_tf.configs import RunConfig
     from vnca_tf.training.loop import Trainer
@@ -133,7 +138,12 @@ def training_step(preset, images, precision, recompute=False, microbatches=1):
         tempfile.mkdtemp(),
         dataset=images,
         validation_dataset=images,
-        run=RunConfig(precision=precision, recompute=recompute, microbatches=microbatches),
+        run=RunConfig(
+            precision=precision,
+            recompute=recompute,
+            microbatches=microbatches,
+            jit_compile=jit_compile,
+        ),
     )
     batch_images = next(trainer.inputs.batches(0))
     return trainer, lambda: float(trainer.step_function(batch_images)["loss"])
@@ -171,6 +181,7 @@ def run_case(case):
     kind, name, batch, precision, *options = case.split(":")
     batch, recompute = int(batch), "recompute" in options
     microbatches = int(_settings(case).get("microbatches", 1))
+    jit_compile = _settings(case).get("jit_compile", "auto")
     preset, images = preset_and_images(name, batch, FLAGS.data_dir)
     result = {
         "case": case,
@@ -180,9 +191,12 @@ def run_case(case):
         "precision": precision,
         "recompute": recompute,
         "microbatches": microbatches,
+        "jit_compile": jit_compile,
     }
     if kind in ("train", "loop", "preset"):
-        trainer, step = training_step(preset, images, precision, recompute, microbatches)
+        trainer, step = training_step(
+            preset, images, precision, recompute, microbatches, jit_compile
+        )
         result.update(_timed(step, FLAGS.repeats))
         if kind == "loop":  # The whole loop: pipeline, summaries, checkpoints.
             result["loop_step_s"] = _loop_step_seconds(trainer)

@@ -46,8 +46,12 @@ MARKER_OF_FIXTURE = {"data_dir": "data", "fidelity_dir": "fidelity"}
 
 def pytest_collection_modifyitems(config, items):
     """Marks every test that reads the datasets ``data`` and every test that reads
-    the authors' fixtures ``fidelity``, from the fixtures it asks for."""
+    the authors' fixtures ``fidelity``, from the fixtures it asks for; skips the
+    tests marked ``gpu`` where TensorFlow finds no GPU."""
+    no_gpu = not tf.config.list_physical_devices("GPU")
     for item in items:
         for fixture, marker in MARKER_OF_FIXTURE.items():
             if fixture in getattr(item, "fixturenames", ()):
                 item.add_marker(marker)
+        if no_gpu and item.get_closest_marker("gpu"):
+            item.add_marker(pytest.mark.skip(reason="no GPU: tf.config found none"))
