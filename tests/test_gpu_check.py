@@ -21,6 +21,7 @@ def _run(*flags):
     return subprocess.run([sys.executable, SCRIPT, *flags], capture_output=True, text=True)
 
 
+@pytest.mark.slow
 def test_a_dry_run_lists_the_devices_and_records_the_gpu_steps_as_skipped(tmp_path):
     result = _run("--dry_run", f"--output={tmp_path}")
     assert result.returncode == 0, result.stderr

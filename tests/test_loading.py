@@ -89,6 +89,7 @@ def run_dir(tmp_path_factory, data_dir):
     return train_tiny("test_mnist_damage", str(tmp_path_factory.mktemp("run")), data_dir, 4)
 
 
+@pytest.mark.slow
 def test_load_takes_a_run_an_export_its_folder_and_a_shipped_name(run_dir, tmp_path, rng):
     latest, best = vnca_tf.load(run_dir), vnca_tf.load(run_dir, checkpoint="best")
     assert latest.preset.name == "test_mnist_damage"

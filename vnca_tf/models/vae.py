@@ -17,6 +17,7 @@ from vnca_tf.configs import ModelConfig, get_preset, kind_of, model_config_from_
 from vnca_tf.models import bounds
 from vnca_tf.models.encoder import Encoder
 from vnca_tf.models.likelihoods import make_likelihood
+from vnca_tf.models.sampling import Sampling
 from vnca_tf.models.seeds import split_seed
 
 tfd = tfp.distributions
@@ -27,7 +28,7 @@ def standard_normal_prior(latent_size: int) -> tfd.Distribution:
     return tfd.Independent(tfd.Normal(tf.zeros(latent_size), 1.0), reinterpreted_batch_ndims=1)
 
 
-class VAE(keras.Model):
+class VAE(Sampling, keras.Model):
     """Encoder q(z|x) (appendix A.5), prior N(0, I), a decoder to cell states
     (``decode_cells``, defined by subclasses) and the likelihood p(x|z) read
     from them.
@@ -83,11 +84,6 @@ class VAE(keras.Model):
     def growth_columns(self):
         """Frames per row of its growth pictures (None: it does not grow)."""
         return self.kind.growth_columns
-
-    def growth_frames(self, z, seed=None):
-        """The one 'frame' of a decoder that does not grow: the mean images of
-        z, (1, B, H, W, C)."""
-        return self.decode_mean(z, seed)[None]
 
     def draw_num_steps(self, seed):
         """The decoder's number of steps for one batch, drawn from ``seed``; None
@@ -147,44 +143,9 @@ class VAE(keras.Model):
         """p(x|z) for latents z (B, latent_size), batch shape (B,)."""
         return self.likelihood.distribution(self.decode_cells(z, seed, num_steps))
 
-    def mean_image_of(self, cells, seed=None):
-        """Mean images in [0, 1] of p(x|cells) for grown cells (..., H, W, channels)."""
-        return self.likelihood.mean_image(self.likelihood.distribution(cells), seed=seed)
-
     def encode_mean(self, images):
         """The posterior means E[z|x], (B, latent_size)."""
         return self.encode(images).mean()
-
-    @staticmethod
-    def _picture_seeds(seed):
-        """(decode, samples, mean) seeds of decode_pictures and decode_mean."""
-        decode_seed, picture_seed = split_seed(seed, 2)
-        return (decode_seed, *split_seed(picture_seed, 2))
-
-    def decode_pictures(self, z, seed=None):
-        """(images sampled from p(x|z), mean images in [0, 1]) for latents z."""
-        decode_seed, samples_seed, mean_seed = self._picture_seeds(seed)
-        distribution = self.decode(z, decode_seed)
-        return (
-            distribution.sample(seed=samples_seed),
-            self.likelihood.mean_image(distribution, seed=mean_seed),
-        )
-
-    def decode_mean(self, z, seed=None):
-        """Mean images in [0, 1] of p(x|z) for latents z (those of decode_pictures
-        with the same seed, without drawing the samples)."""
-        decode_seed, _, mean_seed = self._picture_seeds(seed)
-        return self.likelihood.mean_image(self.decode(z, decode_seed), seed=mean_seed)
-
-    def sample(self, num_samples, seed=None):
-        """Unconditional samples: (images sampled from p(x|z), mean images in
-        [0, 1]) for z from the prior."""
-        z_seed, decode_seed = split_seed(seed, 2)
-        return self.decode_pictures(self.prior.sample(num_samples, seed=z_seed), decode_seed)
-
-    def reconstruct(self, images, seed=None):
-        """(sampled, mean) reconstructions decoded from the posterior means."""
-        return self.decode_pictures(self.encode_mean(images), seed)
 
     def loss_terms(
         self,

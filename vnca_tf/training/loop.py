@@ -19,7 +19,6 @@ from vnca_tf.common.console import Console
 from vnca_tf.configs import Preset, RunConfig
 from vnca_tf.training.distribution import any_worker, is_chief
 from vnca_tf.training.inputs import TrainingInputs
-from vnca_tf.training.optimizers import learning_rate_at
 from vnca_tf.training.reporting import Cadence, Reporting
 from vnca_tf.training.state import TrainingState
 from vnca_tf.training.step import TrainingStep
@@ -157,30 +156,12 @@ class Trainer:
     def _step(self, step: int, batch, cadence: Cadence, num_steps: int) -> dict:
         """Runs training step ``step`` (timed, its learning rate set); returns
         its metrics as floats."""
-        first = step == cadence.start + 1
-        rate = learning_rate_at(step, self.config.learning_rate, self.config.learning_rate_drops)
-        if first or rate != learning_rate_at(
-            step - 1, self.config.learning_rate, self.config.learning_rate_drops
-        ):
-            self.state.optimizer.learning_rate = rate  # The first step and each drop.
-        if first:
-            self.console.event(
-                f"Building the training step (tracing the graph"
-                f"{', compiling it with XLA' if self.jit_compile else ''}) ..."
-            )
+        self.state.set_learning_rate(step, first=step == cadence.start + 1)
         began = time.perf_counter()
-        with self.console.working(
-            "building and running the first step" if first else f"step {step:,}"
-        ):
+        with self.reporting.before_step(step, cadence, self.jit_compile):
             metrics = {k: float(v) for k, v in self.step_function(batch).items()}
-        seconds = time.perf_counter() - began
         self.current_step = step
-        self.console.step_done(seconds)
-        cadence.timed(seconds)
-        if first:
-            self.console.event(f"step {step:,} took {seconds:.1f} s (building the step included)")
-        elif step == cadence.start + 2 and self.console.steps_per_second:
-            self.reporting.long_run(1.0 / self.console.steps_per_second, num_steps - step)
+        self.reporting.step_timed(step, time.perf_counter() - began, cadence, num_steps)
         in_a_row = int(self.state.nonfinite_in_a_row.numpy())
         if in_a_row >= self.config.max_nonfinite:
             raise NonFiniteError(

@@ -136,12 +136,33 @@ class Reporting:
             line += f", the best so far: saved as {self.state.save('best')}"
         self.console.event(line)
 
-    def long_run(self, seconds_per_step: float, steps_left: int) -> None:
-        """Says so if the run needs more than a day here."""
-        gpus = len(tf.config.list_logical_devices("GPU"))
-        note = long_run_note(seconds_per_step, steps_left, gpus, self.preset.model)
-        if note:
-            self.console.event(note)
+    def before_step(self, step: int, cadence: Cadence, jit_compile: bool):
+        """Says that the first step is being built; returns the console's
+        watchdog context for the step."""
+        first = step == cadence.start + 1
+        if first:
+            self.console.event(
+                f"Building the training step (tracing the graph"
+                f"{', compiling it with XLA' if jit_compile else ''}) ..."
+            )
+        return self.console.working(
+            "building and running the first step" if first else f"step {step:,}"
+        )
+
+    def step_timed(self, step: int, seconds: float, cadence: Cadence, num_steps: int) -> None:
+        """Counts the step's time; after the first step says how long it took,
+        after the second whether the run needs more than a day here."""
+        self.console.step_done(seconds)
+        cadence.timed(seconds)
+        if step == cadence.start + 1:
+            self.console.event(f"step {step:,} took {seconds:.1f} s (building the step included)")
+        elif step == cadence.start + 2 and self.console.steps_per_second:
+            gpus = len(tf.config.list_logical_devices("GPU"))
+            note = long_run_note(
+                1.0 / self.console.steps_per_second, num_steps - step, gpus, self.preset.model
+            )
+            if note:
+                self.console.event(note)
 
     def close(self) -> None:
         self.console.close()

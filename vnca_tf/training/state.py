@@ -22,7 +22,7 @@ from vnca_tf.models import build_model
 from vnca_tf.training import run_folder
 from vnca_tf.training.distribution import MIRRORED
 from vnca_tf.training.loss_scale import DynamicLossScale
-from vnca_tf.training.optimizers import TorchAdam
+from vnca_tf.training.optimizers import TorchAdam, learning_rate_at
 from vnca_tf.training.pool import Pool
 
 
@@ -112,6 +112,16 @@ class TrainingState:
                 self.model, self.config.init_from
             )
         return int(self.step.numpy())
+
+    def set_learning_rate(self, step: int, first: bool) -> None:
+        """Sets the optimizer's rate for ``step`` (the run's ``first`` step, and
+        each step where it drops tenfold)."""
+        config = self.config
+        rate = learning_rate_at(step, config.learning_rate, config.learning_rate_drops)
+        if first or rate != learning_rate_at(
+            step - 1, config.learning_rate, config.learning_rate_drops
+        ):
+            self.optimizer.learning_rate = rate
 
     def start_clock(self) -> None:
         """Counts training time from now (a run's start; a resume's)."""
