@@ -208,10 +208,10 @@ def test_checkpoint_and_saved_model_evaluate_to_the_same_number(tmp_path, data_d
     assert loaded.training == training and training["steps"] == 5
     images = likelihood.test_images(preset, data_dir=data_dir)
     reports = [
-        likelihood.log_likelihood(m, images, num_samples=32, max_examples=48, progress=False)
+        likelihood.log_likelihood(m, images, num_samples=32, max_examples=16, progress=False)
         for m in (model, loaded)
     ]
-    assert reports[0]["num_examples"] == reports[1]["num_examples"] == 48
+    assert reports[0]["num_examples"] == reports[1]["num_examples"] == 16
     assert reports[0]["log_likelihood_nats"] == pytest.approx(
         reports[1]["log_likelihood_nats"], rel=1e-5
     )

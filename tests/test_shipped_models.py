@@ -18,7 +18,7 @@ from vnca_tf.serving.loaded import LoadedModel
 SHIPPED = sorted(glob.glob(os.path.join(REPO, "saved_models", "*", "1")))
 NAMES = [os.path.basename(os.path.dirname(path)) for path in SHIPPED]
 # Test images evaluate.py re-measures each shipped model on (IWAE-128).
-NUM_EXAMPLES = 20
+NUM_EXAMPLES = 8
 
 
 def test_the_doubling_and_the_damage_recovery_model_ship():
