@@ -99,16 +99,16 @@ def test_recompute_is_refused_for_the_baseline():
 def test_dynamic_loss_scale_halves_on_overflow_and_grows_after_finite_steps():
     from vnca_tf.training.loss_scale import DynamicLossScale
 
-    scale = DynamicLossScale(True, initial=8.0, growth_interval=3)
+    scale = DynamicLossScale(True, initial=8.0, growth_interval=3, minimum=0.25)
     assert bool(scale.is_overflow(tf.constant(False)))
     scale.update(tf.constant(False))
     assert float(scale.scale.numpy()) == 4.0
     for _ in range(3):
         scale.update(tf.constant(True))
     assert float(scale.scale.numpy()) == 8.0 and int(scale.finite_steps.numpy()) == 0
-    for _ in range(5):
+    for _ in range(7):
         scale.update(tf.constant(False))
-    assert float(scale.scale.numpy()) == 1.0  # Never below 1 ...
+    assert float(scale.scale.numpy()) == 0.25  # Never below the minimum ...
     assert not bool(scale.is_overflow(tf.constant(False)))  # ... where NaN is NaN.
     off = DynamicLossScale(False)
     off.update(tf.constant(False))

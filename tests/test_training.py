@@ -101,7 +101,7 @@ def test_training_and_validation_losses_are_one_computation(tmp_path, data_dir):
     validation = trainer.state.model.negative_elbo(batch, seed=seed)
     np.testing.assert_allclose(
         sums.numpy(),
-        [float(tf.reduce_sum(validation[k])) for k in ("loss", "reconstruction", "kl")],
+        [float(tf.reduce_sum(validation[k])) for k in ("loss", "reconstruction", "kl")] + [0, 0],
         rtol=1e-5,
     )
 
@@ -364,7 +364,7 @@ def test_summaries_are_written_and_served_by_tensorboard(tmp_path, data_dir):
 
 
 def _poison(trainer, bad_steps):
-    """Makes the gradients of the given steps (1-based) NaN."""
+    """Makes the gradients of the given steps (1-based) NaN, the loss finite."""
     original = trainer.step_function.loss_and_gradients
 
     def poisoned(*args, **kwargs):
@@ -372,20 +372,59 @@ def _poison(trainer, bad_steps):
         step = trainer.state.step + 1
         bad = tf.reduce_any(tf.equal(step, tf.constant(bad_steps, tf.int64)))
         factor = tf.where(bad, float("nan"), 1.0)
-        return [g * factor for g in gradients], sums * factor, final
+        return [g * factor for g in gradients], sums, final
 
     trainer.step_function.loss_and_gradients = poisoned
 
 
+def _poison_likelihood(trainer, bad_step):
+    """Makes log p(x|z) of the first image of step ``bad_step`` (1-based) NaN."""
+    model = trainer.state.model
+    original = model.loss_terms
+
+    def poisoned(images, noise, beta=1.0, *args, **kwargs):
+        terms = original(images, noise, beta, *args, **kwargs)
+        first = tf.range(tf.shape(images)[0]) == 0
+        bad = first & tf.equal(trainer.state.step + 1, bad_step)
+        reconstruction = tf.where(bad, float("nan"), terms["reconstruction"])
+        return dict(terms, reconstruction=reconstruction, loss=reconstruction + beta * terms["kl"])
+
+    model.loss_terms = poisoned
+
+
+def _scalar_series(model_dir, tag):
+    """{step: value} of a scalar in a run's train/ TensorBoard events."""
+    series = {}
+    for path in glob.glob(os.path.join(model_dir, "train", "events.*")):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            for value in event.summary.value:
+                if value.tag == tag:
+                    series[event.step] = float(tf.make_ndarray(value.tensor))
+    return series
+
+
 @pytest.mark.slow
-def test_non_finite_updates_are_skipped_and_counted(tmp_path, data_dir):
+def test_non_finite_updates_are_skipped_counted_and_explained(tmp_path, data_dir, capsys):
     preset = _preset("test_mnist", max_nonfinite=3)
     trainer = Trainer(preset, str(tmp_path), run=RunConfig(data_dir=data_dir))
-    _poison(trainer, [3, 4])
-    trainer.train(6, progress=False)
+    _poison(trainer, [3])
+    _poison_likelihood(trainer, 4)
+    trainer.train(6)
     assert int(trainer.state.nonfinite_total.numpy()) == 2
     assert int(trainer.state.optimizer.iterations.numpy()) == 4  # Two updates skipped.
     assert all(np.isfinite(w).all() for w in _weights(trainer))
+    out = capsys.readouterr().out
+    assert (
+        "step 3: update skipped, not finite: the gradient only (the loss was finite: a "
+        "numerical fault in the backward pass); 1 in a row (the run stops at 3), 1 in the run"
+    ) in out
+    assert (
+        "step 4: update skipped, not finite: the likelihood of 1 of 8 images; 2 in a row "
+        "(the run stops at 3), 2 in the run"
+    ) in out
+    assert _scalar_series(str(tmp_path), "nonfinite/gradient") == {3: 1.0, 4: 0.0}
+    assert _scalar_series(str(tmp_path), "nonfinite/likelihood") == {3: 0.0, 4: 1.0}
+    assert _scalar_series(str(tmp_path), "nonfinite/kl") == {3: 0.0, 4: 0.0}
 
 
 @pytest.mark.slow

@@ -116,9 +116,7 @@ class PixelCNNBinnedLogistic(tfd.Distribution):
         inverse_scale = _correctly_rounded(tf.exp, -self._log_scale)
         upper = inverse_scale * (centered + 1.0 / 255.0)
         lower = inverse_scale * (centered - 1.0 / 255.0)
-        mass = 1.0 / (1.0 + _correctly_rounded(tf.exp, -upper)) - 1.0 / (
-            1.0 + _correctly_rounded(tf.exp, -lower)
-        )
+        mass = _pytorch_sigmoid(upper) - _pytorch_sigmoid(lower)
         middle = inverse_scale * centered
         log_density_mid = middle - self._log_scale - 2.0 * tf.nn.softplus(middle)
         interior = tf.where(
@@ -131,6 +129,23 @@ class PixelCNNBinnedLogistic(tfd.Distribution):
             upper - tf.nn.softplus(upper),
             tf.where(x > 0.999, -tf.nn.softplus(lower), interior),
         )
+
+
+@tf.custom_gradient
+def _pytorch_sigmoid(t):
+    """The logistic CDF as PyTorch's ``torch.sigmoid`` computes it: the value
+    1 / (1 + exp(-t)), exp correctly rounded, and the gradient y (1 - y) of
+    that value y. Differentiating the value's own form would pass through
+    exp(-t), which overflows (in float64 too) for a pixel a few hundred scales
+    from a sharp logistic's mean: 0 x inf = NaN in the gradient, even of a
+    ``tf.where`` branch that is not selected. y (1 - y) is 0 there, as the
+    authors' gradient is."""
+    y = 1.0 / (1.0 + _correctly_rounded(tf.exp, -t))
+
+    def gradient(upstream):
+        return upstream * (1.0 - y) * y
+
+    return y, gradient
 
 
 def _correctly_rounded(function, values):

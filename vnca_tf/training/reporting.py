@@ -76,6 +76,8 @@ class Reporting:
             f"({summaries.describe_loss(metrics['loss'], model_config)})",
             force=last,
         )
+        if metrics["skipped"]:
+            self._skipped(step, metrics)
         with faults.doing(f"Writing the TensorBoard logs in {self.model_dir}"):
             if (
                 step % config.log_every == 0
@@ -95,6 +97,26 @@ class Reporting:
                     f"step {step}: images for TensorBoard in "
                     f"{os.path.join(self.model_dir, 'train')}"
                 )
+
+    def _skipped(self, step: int, metrics: dict) -> None:
+        """Says which part of a skipped update was not finite, on the console
+        and in TensorBoard (the nonfinite/ scalars, at the skipped step)."""
+        with faults.doing(f"Writing the TensorBoard logs in {self.model_dir}"):
+            self.writer.nonfinite_scalars(step, metrics)
+        state, batch = self.state, self.config.batch_size
+        parts = [
+            f"the {name} of {int(metrics[key]):,} of {batch:,} images"
+            for name, key in (("likelihood", "nonfinite_likelihood"), ("KL", "nonfinite_kl"))
+            if metrics[key]
+        ] or ["the gradient only (the loss was finite: a numerical fault in the backward pass)"]
+        line = (
+            f"step {step:,}: update skipped, not finite: {', '.join(parts)}; "
+            f"{int(state.nonfinite_in_a_row.numpy())} in a row (the run stops at "
+            f"{self.config.max_nonfinite}), {int(state.nonfinite_total.numpy())} in the run"
+        )
+        if state.loss_scale.enabled:
+            line += f"; float16 loss scale now {metrics['loss_scale']:g}"
+        self.console.event(line)
 
     def _scalars(self, step: int, metrics: dict) -> None:
         pool = self.state.pool

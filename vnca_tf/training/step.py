@@ -7,7 +7,9 @@ computes it, the pool updated; a non-finite update skipped and counted. The
 loss is averaged over the global batch, so a step means the same on any number
 of replicas. Every random number of step t comes from a stateless seed derived
 from (config seed, t): the same step on the same device and compilation mode
-gives the same result, which exact resume relies on.
+gives the same result, which exact resume relies on. A skipped update's
+metrics say what was not finite: the likelihood or the KL (of how many images),
+or only the gradient.
 """
 
 import functools
@@ -82,7 +84,10 @@ class TrainingStep:
             scaled = tf.reduce_sum(terms["loss"]) / self.config.batch_size * scale
         variables = state.model.trainable_variables
         gradients = [g / scale for g in tape.gradient(scaled, variables)]
-        sums = tf.stack([tf.reduce_sum(terms[k]) for k in ("loss", "reconstruction", "kl")])
+        sums = tf.stack(
+            [tf.reduce_sum(terms[k]) for k in ("loss", "reconstruction", "kl")]
+            + [_count_nonfinite(terms[k]) for k in ("reconstruction", "kl")]
+        )
         return gradients, sums, terms["final_cells"]
 
     def _replica_step(self, images, seeds):
@@ -114,7 +119,7 @@ class TrainingStep:
         gradients = [strategy.experimental_local_results(g)[0] for g in gradients]
         sums = strategy.experimental_local_results(sums)[0]
         norm = tf.linalg.global_norm(gradients)
-        finite = tf.math.is_finite(norm) & tf.reduce_all(tf.math.is_finite(sums))
+        finite = tf.math.is_finite(norm) & tf.reduce_all(tf.math.is_finite(sums[:3]))
 
         def update():
             clipped, _ = tf.clip_by_global_norm(gradients, self.config.clip_norm, use_norm=norm)
@@ -144,4 +149,15 @@ class TrainingStep:
             "kl": sums[2] / batch_size,
             "gradient_norm": norm,
             "loss_scale": state.loss_scale.scale,
+            "skipped": tf.cast(~finite, tf.float32),
+            # What was not finite in a skipped update (all 0 in a taken one).
+            "nonfinite_likelihood": sums[3],  # Images with a non-finite log p(x|z).
+            "nonfinite_kl": sums[4],  # Images with a non-finite KL.
+            "nonfinite_gradient": tf.cast(~tf.math.is_finite(norm), tf.float32),
         }
+
+
+def _count_nonfinite(values):
+    """The number of non-finite entries of ``values``, as a float (it is summed
+    with the loss sums over microbatches and replicas)."""
+    return tf.reduce_sum(tf.cast(~tf.math.is_finite(values), tf.float32))

@@ -1,7 +1,9 @@
 """TensorBoard summaries of a training run (tf.summary event files).
 
 model_dir/train: loss, reconstruction, KL, ELBO in nats and bits/dim, gradient
-norm, learning rate, steps/s, non-finite update count, pool size; images of
+norm, learning rate, steps/s, non-finite update count, pool size; at each
+skipped update, what was not finite (nonfinite/likelihood and nonfinite/kl:
+images; nonfinite/gradient: 1 if the gradient was); images of
 samples, sample means, reconstructions, a growth trajectory and (non-doubling
 models) damage then recovery. model_dir/validation: the validation loss.
 """
@@ -56,6 +58,13 @@ class Writer:
             tf.summary.scalar("nonfinite_updates", nonfinite_total)
             if pool_size is not None:
                 tf.summary.scalar("pool_size", pool_size)
+
+    def nonfinite_scalars(self, step, metrics):
+        """What was not finite in the update skipped at ``step``: the images
+        with a non-finite likelihood and KL, and whether the gradient was."""
+        with self.train.as_default(step=step):
+            for part in ("likelihood", "kl", "gradient"):
+                tf.summary.scalar(f"nonfinite/{part}", metrics[f"nonfinite_{part}"])
 
     def validation_scalars(self, step, loss, config):
         with self.validation.as_default(step=step):
