@@ -4,12 +4,17 @@
     python evaluate.py --model_dir=runs/mnist --figures=all --skip_likelihood
     python evaluate.py --model_dir=runs/mnist --max_examples=1000 --checkpoint=best
 
-Writes OUTPUT_DIR/results.json (log-likelihood in nats per image and bits/dim,
-standard error, number of images, k, time, the training record: steps,
-wall time, train.py command, precision; and for non-doubling VNCAs how well
-they regrow after damage) and one PNG per
-figure (reconstructions, samples, growth, interpolations, tsne,
-damage_recovery, damage_during_growth).
+Writes OUTPUT_DIR/results.json (log-likelihood in nats per image and bits per
+dimension of the dataset's own images, standard error; what was measured: the
+dataset and split read, k, the model and checkpoint, the overrides; how: the
+subset and its seed, batch and chunk sizes, the data's source; the training
+record: steps, wall time, train.py command, precision; and for non-doubling
+VNCAs how well they regrow after damage) and one PNG per figure
+(reconstructions, samples, growth, interpolations, tsne, damage_recovery,
+damage_during_growth). A subset (--max_examples) and the figures' images are
+seeded draws from the whole split, never its first images; every image's
+importance samples come from --seed and its index in the split, so the number
+does not depend on --batch_size or --chunk_size.
 
 Model fields that keep the weights' shapes can be changed for the measurement,
 e.g. --config.model.max_steps=128 or --config.model.likelihood_convention=exact
@@ -38,9 +43,14 @@ flags.DEFINE_integer(
     "chunk_size", 16, "Importance samples decoded at once per image.", lower_bound=1
 )
 flags.DEFINE_integer(
-    "max_examples", None, "Evaluate only the first N images (the report says so).", lower_bound=1
+    "max_examples",
+    None,
+    "Evaluate N images drawn uniformly from the whole split with --seed (default: all).",
+    lower_bound=1,
 )
-flags.DEFINE_integer("seed", 0, "Seed of the importance samples and the figures.")
+flags.DEFINE_integer(
+    "seed", 0, "Seed of the subset, the importance samples and the figures' images."
+)
 flags.DEFINE_string(
     "data_dir", None, "Folder of the original dataset files (default: $VNCA_DATA_DIR)."
 )
@@ -50,8 +60,8 @@ flags.DEFINE_string(
     None,
     "Where results.json and the figures go "
     "(default: MODEL_DIR/evaluation, or runs/evaluation/NAME/VERSION for "
-    "the SavedModel NAME/VERSION). A results.json measured on more images "
-    "is never replaced.",
+    "the SavedModel NAME/VERSION). A results.json is replaced only by the same "
+    "measurement on more images.",
 )
 flags.DEFINE_list(
     "figures", [], "Figures to draw (comma-separated), or 'all' (those that exist for the model)."
@@ -62,19 +72,22 @@ flags.DEFINE_string(
     None,
     "A trained baseline's folder, drawn beside the VNCA in damage_during_growth.",
 )
-flags.DEFINE_integer("tsne_examples", 5000, "Test encodings in the t-SNE figure.", lower_bound=2)
+flags.DEFINE_integer(
+    "tsne_examples", 5000, "Encodings in the t-SNE figure (a seeded draw).", lower_bound=2
+)
 FLAGS = flags.FLAGS
+FIGURE_IMAGES = 64  # Images drawn for the figures that show dataset images.
 
 
 def _header(preset, source: str) -> str:
     """What is measured, on what, in one line."""
     which = "" if FLAGS.saved_model else f", {FLAGS.checkpoint} checkpoint"
-    images = f"the first {FLAGS.max_examples:,} images" if FLAGS.max_examples else "every image"
-    what = (
-        "figures only"
-        if FLAGS.skip_likelihood
-        else f"IWAE-{FLAGS.num_samples} on {images}, {FLAGS.batch_size} a batch"
+    images = (
+        f"{FLAGS.max_examples:,} images drawn with seed {FLAGS.seed}"
+        if FLAGS.max_examples
+        else "every image"
     )
+    what = "figures only" if FLAGS.skip_likelihood else f"IWAE-{FLAGS.num_samples} on {images}"
     changed = f", overrides: {overrides.describe(overrides.GIVEN)}" if overrides.GIVEN else ""
     return (
         f"Evaluating {source} ({preset.name}{which}{changed}) on "
@@ -91,17 +104,15 @@ def main(argv):
             "--saved_model (an exported version folder)."
         )
     cli.start_tensorflow()
-    from vnca_tf import loading
+    from vnca_tf import data, loading
     from vnca_tf.common import faults
     from vnca_tf.data import DataError
-    from vnca_tf.evaluation import figures, likelihood, reports
+    from vnca_tf.evaluation import figures, reports
     from vnca_tf.training.run_folder import RunFolderError
 
-    source = os.path.normpath(FLAGS.saved_model) if FLAGS.saved_model else FLAGS.model_dir
+    source = os.path.normpath(FLAGS.saved_model or FLAGS.model_dir)
     output_dir = FLAGS.output_dir or reports.default_output_dir(FLAGS.model_dir, FLAGS.saved_model)
     try:
-        if not FLAGS.skip_likelihood:  # Before the hours of work, not after.
-            reports.check_replaceable(os.path.join(output_dir, "results.json"), FLAGS.max_examples)
         print(
             _header(
                 loading.with_changes(
@@ -111,27 +122,38 @@ def main(argv):
             ),
             flush=True,
         )
-        if FLAGS.saved_model and not overrides.GIVEN:
-            model, preset = loading.load_saved_model(source)
-            training = model.training
-        elif FLAGS.saved_model:  # Rebuilt as a Keras model, with the changed fields.
+        # An export is rebuilt as a Keras model, so that it is measured as this
+        # version measures (each image seeded by its index in the split).
+        if FLAGS.saved_model:
             model, preset, training = loading.restore_saved_model(source, overrides.GIVEN)
         else:
             model, preset, training = loading.restore(
                 FLAGS.model_dir, FLAGS.checkpoint, overrides.GIVEN
             )
+        dataset = FLAGS.dataset or preset.dataset
         began = time.perf_counter()
-        images = likelihood.test_images(
-            preset, FLAGS.split, FLAGS.data_dir, FLAGS.data_source, FLAGS.dataset
-        )
+        images = _split_images(preset)
+        subset, drawn = data.draw(images, FLAGS.max_examples, FLAGS.seed)
         print(
-            f"Loaded {int(images.cardinality()):,} {FLAGS.split} images in "
-            f"{time.perf_counter() - began:.1f} s",
+            f"Loaded {dataset} {FLAGS.split} in {time.perf_counter() - began:.1f} s: "
+            f"{data.subsets.describe(drawn, FLAGS.split)}",
             flush=True,
         )
         if not FLAGS.skip_likelihood:
-            with faults.doing(f"Writing {output_dir}/results.json"):
-                _measure(model, preset, images, training, source, output_dir)
+            protocol = {
+                "dataset": dataset,
+                "split": FLAGS.split,
+                "num_samples": FLAGS.num_samples,
+                "model_source": source,
+                "checkpoint": "saved_model"
+                if FLAGS.saved_model
+                else f"{FLAGS.checkpoint}: {training['checkpoint']}",
+                "overrides": list(overrides.GIVEN),
+            }
+            path = os.path.join(output_dir, "results.json")
+            reports.check_replaceable(path, protocol, drawn["count"])  # Before the hours.
+            with faults.doing(f"Writing {path}"):
+                _measure(model, preset, subset, protocol, drawn, training, path)
         names = figures.applicable(model) if FLAGS.figures == ["all"] else FLAGS.figures
         if names:
             baseline = (
@@ -152,33 +174,47 @@ def main(argv):
     return 0
 
 
-def _measure(model, preset, images, training, source, output_dir):
+def _split_images(preset):
+    from vnca_tf.evaluation import likelihood
+
+    return likelihood.split_images(
+        preset, FLAGS.split, FLAGS.data_dir, FLAGS.data_source, FLAGS.dataset
+    )
+
+
+def _measure(model, preset, subset, protocol, drawn, training, path):
     """The log-likelihood (and a non-doubling VNCA's healing) into results.json."""
+    from vnca_tf import configs, data
     from vnca_tf.evaluation import healing, likelihood, reports
 
-    report = reports.report_header(preset, FLAGS.split, source, training)
-    report["overrides"] = list(overrides.GIVEN)
+    measured = {
+        "subset": drawn,
+        "seed": FLAGS.seed,
+        "batch_size": FLAGS.batch_size,
+        "chunk_size": FLAGS.chunk_size,
+        "data_source": data.source_of(protocol["dataset"], FLAGS.data_dir, FLAGS.data_source),
+    }
+    report = reports.report_header(preset, protocol, measured, training)
     report.update(
         likelihood.log_likelihood(
             model,
-            images,
+            subset,
+            configs.data_dimensions(protocol["dataset"], preset.model.image_shape),
             FLAGS.num_samples,
             FLAGS.batch_size,
             FLAGS.chunk_size,
-            FLAGS.max_examples,
             FLAGS.seed,
         )
     )
-    report["subset"] = bool(FLAGS.max_examples)
     if model.damage_kind == "damage_recovery":
         report["healing"] = healing.healing(model, seed=FLAGS.seed)
-    path = reports.write_report(report, os.path.join(output_dir, "results.json"))
-    subset = " (a subset: --max_examples)" if FLAGS.max_examples else ""
+    reports.write_report(report, path)
     print(
         f"\nlog p(x) >= {report['log_likelihood_nats']:.2f} ± "
         f"{report['stderr_nats']:.2f} nats = {report['bits_per_dim']:.4f} bits/dim "
-        f"over {report['num_examples']} {FLAGS.split} images{subset}, k = "
-        f"{FLAGS.num_samples}; written to {path}"
+        f"({report['num_dimensions']:,} dimensions) over "
+        f"{data.subsets.describe(drawn, FLAGS.split)}, k = {FLAGS.num_samples}; "
+        f"written to {path}"
     )
     for name, measured in report.get("by_convention", {}).items():
         note = " (the paper's measure)" if name == "pixelcnn" else ""
@@ -196,11 +232,12 @@ def _measure(model, preset, images, training, source, output_dir):
 
 
 def _draw(model, preset, names, images, baseline, output_dir):
-    """The named figures, as PNG files in output_dir."""
+    """The named figures, as PNG files in output_dir, from images drawn with
+    --seed from the whole split (the same for every model)."""
     from vnca_tf import data
     from vnca_tf.evaluation import figures
 
-    batch = next(iter(images.batch(64))).numpy()
+    batch = data.draw_batch(images, FIGURE_IMAGES, FLAGS.seed)
     paths = figures.draw_figures(
         model,
         [n for n in names if n != "tsne"],
@@ -214,13 +251,13 @@ def _draw(model, preset, names, images, baseline, output_dir):
         if preset.dataset in ("binarized_mnist", "mnist"):
             pairs = data.load(
                 "mnist",
-                "test",
+                FLAGS.split,
                 data_dir=FLAGS.data_dir,
                 source=FLAGS.data_source,
                 with_labels=True,
                 image_size=preset.model.image_shape[0],
             )
-            tsne_images, labels = (t.numpy() for t in next(iter(pairs.batch(FLAGS.tsne_examples))))
+            tsne_images, labels = data.draw_batch(pairs, FLAGS.tsne_examples, FLAGS.seed)
         paths.update(
             figures.draw_figures(
                 model, ["tsne"], tsne_images, output_dir, labels=labels, seed=FLAGS.seed

@@ -37,15 +37,17 @@ def baseline_dir(tmp_path_factory, data_dir):
 def test_iwae_128_is_at_least_the_elbo_on_the_same_images(mnist_dir, data_dir):
     model, preset, training = loading.restore(mnist_dir)
     assert training["steps"] == 20 and training["wall_time_s"] > 0
-    images = likelihood.test_images(preset, data_dir=data_dir).take(32)
-    report = likelihood.log_likelihood(model, images, 128, batch_size=16, progress=False)
-    batch = next(iter(images.batch(32)))
+    images, _ = data.draw(likelihood.split_images(preset, data_dir=data_dir), 32, seed=0)
+    report = likelihood.log_likelihood(model, images, 784, 128, batch_size=16, progress=False)
+    _, batch = next(iter(images.batch(32)))
     elbos = [-model.negative_elbo(batch, seed=[s, 0])["loss"].numpy().mean() for s in range(8)]
     assert report["num_examples"] == 32 and report["num_samples"] == 128
     assert np.isfinite(report["log_likelihood_nats"]) and report["stderr_nats"] > 0
     assert report["log_likelihood_nats"] >= np.mean(elbos)
+    # Bits per dimension of MNIST's own 28x28 pixels (the model grows 32x32).
+    assert report["num_dimensions"] == 784
     assert report["bits_per_dim"] == pytest.approx(
-        -report["log_likelihood_nats"] / (32 * 32 * np.log(2))
+        -report["log_likelihood_nats"] / (784 * np.log(2))
     )
 
 
@@ -67,43 +69,63 @@ def test_evaluate_cli_writes_a_report(mnist_dir, data_dir, tmp_path):
     )
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.load(open(tmp_path / "results.json"))
-    assert report["num_examples"] == 40 and report["subset"] is True
-    assert report["dataset"] == "binarized_mnist" and report["split"] == "test"
-    assert report["training"]["steps"] == 20 and report["num_samples"] == 16
+    assert report["num_examples"] == 40 and report["num_samples"] == 16
+    assert report["subset"] == {
+        "count": 40,
+        "of": 10_000,
+        "seed": 0,
+        "how": "uniformly without replacement: numpy.random.default_rng(seed).choice, "
+        "in file order",
+    }
+    checkpoint = os.path.join(mnist_dir, "checkpoints", "ckpt-20")
+    assert report["protocol"] == {
+        "dataset": "binarized_mnist",
+        "split": "test",
+        "num_samples": 16,
+        "model_source": mnist_dir,
+        "checkpoint": f"latest: {checkpoint}",
+        "overrides": [],
+    }
+    assert report["training"]["steps"] == 20 and report["training"]["checkpoint"] == checkpoint
+    assert report["seed"] == 0 and report["batch_size"] == 16 and report["chunk_size"] == 16
+    assert report["data_source"] == f"local files in {os.path.join(data_dir, 'binarized_mnist')}"
     assert report["seconds"] > 0 and np.isfinite(report["log_likelihood_nats"])
-    assert "over 40 test images (a subset" in result.stdout
+    assert "over 40 of the 10,000 test images, drawn with seed 0, k = 16" in result.stdout
     lines = result.stdout.splitlines()  # What it measures, at once; then the progress.
     assert lines[:2] == [
         f"Evaluating {mnist_dir} (test_mnist, latest checkpoint) on binarized_mnist test: "
-        "IWAE-16 on the first 40 images, 16 a batch",
-        "Loaded 10,000 test images in " + lines[1].split(" in ")[1],
+        "IWAE-16 on 40 images drawn with seed 0",
+        "Loaded binarized_mnist test in "
+        + lines[1].split(" in ")[1].split(":")[0]
+        + ": 40 of the 10,000 test images, drawn with seed 0",
     ]
     assert re.fullmatch(
         r"image 16/40 \[#+\.+\] \| log p\(x\) >= -\d+\.\d\d nats \| .* "
         r"images/s \| ETA \d:\d\d:\d\d",
         lines[2],
     ), lines[2]
-    # A report over 40 images is never replaced by one over fewer.
-    fewer = subprocess.run(
-        [
-            sys.executable,
-            os.path.join(REPO, "evaluate.py"),
-            f"--model_dir={mnist_dir}",
-            f"--data_dir={data_dir}",
-            "--max_examples=20",
-            f"--output_dir={tmp_path}",
-        ],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-    )
+
+    def evaluate(*flags):
+        command = [sys.executable, os.path.join(REPO, "evaluate.py"), f"--model_dir={mnist_dir}"]
+        command += [f"--data_dir={data_dir}", f"--output_dir={tmp_path}", *flags]
+        return subprocess.run(command, capture_output=True, text=True, cwd=REPO)
+
+    # A report is replaced only by the same measurement on more images: not by
+    # one on fewer, nor by another k (or split, dataset, checkpoint, override).
+    fewer = evaluate("--max_examples=20", "--num_samples=16")
+    other_k = evaluate("--max_examples=80")
     assert fewer.returncode == 2 and fewer.stderr.splitlines() == [
-        f"Error: {tmp_path}/results.json holds a result over 40 images; this one, over 20, "
-        "would replace it. Pass another --output_dir, or --max_examples=40 or more."
+        f"Error: {tmp_path}/results.json holds the same measurement over 40 images; this "
+        "one, over 20, would replace it. Pass another --output_dir, or --max_examples "
+        "above 40."
+    ]
+    assert other_k.returncode == 2 and other_k.stderr.splitlines() == [
+        f"Error: {tmp_path}/results.json holds a report of another measurement "
+        "(num_samples 16 there, 128 here); pass another --output_dir to keep both."
     ]
     assert json.load(open(tmp_path / "results.json")) == report
     with pytest.raises(reports.EvaluationError, match="over 40 images"):
-        reports.write_report({**report, "num_examples": 39}, str(tmp_path / "results.json"))
+        reports.write_report({**report, "num_examples": 40}, str(tmp_path / "results.json"))
     none = subprocess.run(
         [
             sys.executable,
@@ -153,7 +175,7 @@ def test_each_figure_is_drawn_with_its_layout(
     mnist_dir, damage_dir, baseline_dir, data_dir, tmp_path
 ):
     model, preset, _ = loading.restore(mnist_dir)
-    images = next(iter(likelihood.test_images(preset, data_dir=data_dir).batch(16))).numpy()
+    images = data.draw_batch(likelihood.split_images(preset, data_dir=data_dir), 16, seed=0)
     cell = 33  # 32 pixels and a 1-pixel border.
     grid = figures.reconstructions(model, images, tmp_path / "r.png")
     _check_png(tmp_path / "r.png", grid, (4 * cell + 1, 8 * cell + 1))  # 2 x (originals, recons)
@@ -219,7 +241,7 @@ def test_bad_model_folders_and_datasets_are_explained(mnist_dir, data_dir, tmp_p
         match=r"models images of shape \(32, 32, 1\).*celeb_a test gives "
         r"\(32, 32, 3\)",
     ):
-        likelihood.test_images(preset, data_dir=data_dir, dataset="celeb_a")
+        likelihood.split_images(preset, data_dir=data_dir, dataset="celeb_a")
     model, _, _ = loading.restore(mnist_dir)
     with pytest.raises(reports.EvaluationError, match="needs MNIST"):
         figures.draw_figures(model, ["tsne"], np.zeros((8, 32, 32, 1)), str(tmp_path))
@@ -240,8 +262,12 @@ def test_rgb_bits_per_dim_come_in_both_bin_conventions(rng):
     # z's log-scale channels at -6), so that many bins have a mass below 1e-5
     # and the authors' ("pixelcnn") bins differ from exact ones.
     preset = presets.get("test_celeb_a")
-    images = tf.data.Dataset.from_tensor_slices(
-        rng.integers(0, 256, size=(6, 16, 16, 3)).astype(np.float32)
+    images, _ = data.draw(
+        tf.data.Dataset.from_tensor_slices(
+            rng.integers(0, 256, size=(6, 16, 16, 3)).astype(np.float32)
+        ),
+        None,
+        seed=0,
     )
     reports, weights = {}, None
     for convention in ("pixelcnn", "exact"):
@@ -254,7 +280,7 @@ def test_rgb_bits_per_dim_come_in_both_bin_conventions(rng):
             weights = model.get_weights()
         model.set_weights(weights)
         reports[convention] = likelihood.log_likelihood(
-            model, images, num_samples=4, batch_size=3, progress=False
+            model, images, 16 * 16 * 3, num_samples=4, batch_size=3, progress=False
         )
     own, other = reports["pixelcnn"], reports["exact"]
     assert own["likelihood_convention"] == "pixelcnn"

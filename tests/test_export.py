@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 from helpers import REPO
 
-from vnca_tf import loading
+from vnca_tf import data, loading
 from vnca_tf.configs import RunConfig
 from vnca_tf.evaluation import likelihood, reports
 from vnca_tf.models import build_model
@@ -206,21 +206,16 @@ def test_checkpoint_and_saved_model_evaluate_to_the_same_number(tmp_path, data_d
         export(model, preset, str(tmp_path / "export"), training=training)
     )
     assert loaded.training == training and training["steps"] == 5
-    images = likelihood.test_images(preset, data_dir=data_dir)
-    reports = [
-        likelihood.log_likelihood(m, images, num_samples=32, max_examples=16, progress=False)
-        for m in (model, loaded)
-    ]
-    assert reports[0]["num_examples"] == reports[1]["num_examples"] == 16
-    assert reports[0]["log_likelihood_nats"] == pytest.approx(
-        reports[1]["log_likelihood_nats"], rel=1e-5
-    )
-    # The exported model decodes 16 importance samples at a time: another chunk
-    # size is refused, not ignored.
+    images = data.draw_batch(likelihood.split_images(preset, data_dir=data_dir), 16, seed=0)
+    bounds = [m.iwae(images, 32, seed=3) for m in (model, loaded)]
+    np.testing.assert_allclose(bounds[0], bounds[1], rtol=1e-5)
+    # The exported model decodes 16 importance samples at a time and seeds
+    # each image by its place in the request: another chunk size or image ids
+    # are refused, not ignored.
     with pytest.raises(ValueError, match="decodes 16 importance samples"):
-        likelihood.log_likelihood(
-            loaded, images, num_samples=32, chunk_size=8, max_examples=16, progress=False
-        )
+        loaded.iwae(images, 32, seed=3, chunk_size=8)
+    with pytest.raises(ValueError, match="image_ids need the model rebuilt"):
+        loaded.iwae(images, 32, seed=3, image_ids=tf.range(16))
     # The command line: an export, then a refusal to overwrite it (no traceback).
     command = [
         sys.executable,

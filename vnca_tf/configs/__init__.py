@@ -21,6 +21,7 @@ from vnca_tf.configs.schema import (
     Preset,
     RunConfig,
     TrainConfig,
+    data_dimensions,
 )
 
 __all__ = [
@@ -39,6 +40,7 @@ __all__ = [
     "Preset",
     "RunConfig",
     "TrainConfig",
+    "data_dimensions",
     "get_preset",
     "kind_of",
     "model_config_from_dict",

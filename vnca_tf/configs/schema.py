@@ -143,12 +143,6 @@ class ModelConfig:
         """Cell channels read by the likelihood."""
         return 1 if self.likelihood == "bernoulli" else 10 * self.num_mixtures
 
-    @property
-    def num_dimensions(self) -> int:
-        """H * W * C, the dimensions bits per dimension divides by."""
-        height, width, channels = self.image_shape
-        return height * width * channels
-
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
@@ -281,6 +275,25 @@ class Preset:
     model: ModelConfig
     train: TrainConfig
     description: str = ""
+
+    @property
+    def num_dimensions(self) -> int:
+        """The dimensions bits/dim divides by: the dataset's own (see
+        ``data_dimensions``)."""
+        return data_dimensions(self.dataset, self.model.image_shape)
+
+
+# Datasets whose images a model may grow padded: their own shape.
+NATIVE_SHAPES = {"binarized_mnist": (28, 28, 1), "mnist": (28, 28, 1)}
+
+
+def data_dimensions(dataset: str, image_shape) -> int:
+    """H * W * C of ``dataset``'s own images, the one denominator of bits/dim:
+    784 for MNIST whatever grid a model grows it on (32x32 is zero padding,
+    as the authors' loader added), the modelled shape for the others (CelebA
+    and Noto Emoji resized to it)."""
+    height, width, channels = NATIVE_SHAPES.get(dataset, tuple(image_shape))
+    return height * width * channels
 
 
 def _check_at_least(config, minimum: int, names) -> None:

@@ -341,6 +341,13 @@ def _no_data_error(spec: DatasetSpec, data_dir: Optional[str]) -> DataError:
     )
 
 
+def source_of(name: str, data_dir: Optional[str] = None, source: str = "auto") -> str:
+    """Where ``load`` reads dataset ``name`` from, in words for a report: its
+    local folder, or tensorflow-datasets."""
+    folder = find_local(get_spec(name), resolve_data_dir(data_dir)) if source != "tfds" else None
+    return f"local files in {os.path.abspath(folder)}" if folder else "tensorflow-datasets"
+
+
 # ---------------------------------------------------------------- entry point
 
 

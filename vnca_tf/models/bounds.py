@@ -5,7 +5,7 @@ that training and validation minimise, and the importance-weighted bound
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from vnca_tf.models.seeds import split_seed
+from vnca_tf.models.seeds import as_seed, fold_in_each, for_each_seed
 
 tfd = tfp.distributions
 
@@ -48,16 +48,24 @@ def loss_terms(
     }
 
 
-def iwae_bounds(model, images, num_samples=128, seed=None, chunk_size: int = 16) -> dict:
+def iwae_bounds(
+    model, images, num_samples=128, seed=None, chunk_size: int = 16, image_ids=None
+) -> dict:
     """``model``'s importance-weighted bound on log p(x) (Burda et al.), nats per image,
     in each of the likelihood's conventions ({name: (B,)}; the logistic
     mixture's "pixelcnn" and "exact"), from the same importance samples.
 
     log (1/k) sum_i p(x|z_i) p(z_i) / q(z_i|x), z_i ~ q(z|x), k = num_samples
-    (an int, or a scalar tensor, e.g. in a SavedModel signature). All k latents
-    are drawn at once; they are decoded ``chunk_size`` per image at a time, so
-    memory stays at B * chunk_size decodes whatever k is, and (for the
-    doubling decoder) the result does not depend on chunk_size.
+    (an int, or a scalar tensor, e.g. in a SavedModel signature).
+
+    Every image draws its own randomness from ``seed`` and its id (``image_ids``
+    (B,), e.g. its index in its split; default: its position in the batch),
+    and every importance sample its own from that: z_i, and the decoder's step
+    count and update masks (see ``decode_cells_per_example``). So an image's
+    bound depends on the model, the seed, its id and k only, not on the batch
+    it is in or on ``chunk_size``, and the bounds of different images are
+    independent. The k latents are decoded ``chunk_size`` per image at a time,
+    so memory stays at B * chunk_size decodes whatever k is.
     """
     if chunk_size < 1 or (isinstance(num_samples, int) and num_samples < 1):
         raise ValueError(
@@ -70,17 +78,39 @@ def iwae_bounds(model, images, num_samples=128, seed=None, chunk_size: int = 16)
         tf.debugging.assert_positive(num_samples, message="k (num_samples) must be >= 1.")
     images = model.check_images(images)
     posterior = model.posterior_of_checked(images)
-    z_seed, decode_seed = split_seed(seed, 2)
-    z = posterior.sample(num_samples, seed=z_seed)  # (k, B, Z)
+    batch = tf.shape(images)[0]
+    if image_ids is None:
+        image_ids = tf.range(batch)
+    image_seeds = fold_in_each(tf.tile(as_seed(seed)[None], [batch, 1]), image_ids)
+    noise_seeds = fold_in_each(image_seeds, tf.zeros([batch], tf.int32))
+    decode_seeds = fold_in_each(image_seeds, tf.ones([batch], tf.int32))
+    latent_size = model.config.latent_size
+    noise = for_each_seed(
+        lambda own: tf.random.stateless_normal([num_samples, latent_size], own),
+        noise_seeds,
+        tf.float32,
+    )  # (B, k, Z)
+    z = posterior.mean() + posterior.stddev() * tf.transpose(noise, [1, 0, 2])  # (k, B, Z)
+    samples = tf.range(num_samples)
+    sample_seeds = tf.transpose(
+        tf.reshape(
+            fold_in_each(tf.repeat(decode_seeds, num_samples, axis=0), tf.tile(samples, [batch])),
+            [batch, num_samples, 2],
+        ),
+        [1, 0, 2],
+    )  # (k, B, 2): sample i of image b.
     num_chunks = (num_samples + chunk_size - 1) // chunk_size
-    padded = tf.pad(z, [[0, num_chunks * chunk_size - num_samples], [0, 0], [0, 0]])
+    padding = [[0, num_chunks * chunk_size - num_samples], [0, 0], [0, 0]]
+    padded_z, padded_seeds = tf.pad(z, padding), tf.pad(sample_seeds, padding)
     conventions = model.likelihood.conventions
 
     def chunk(i, chunks):
         start = i * chunk_size
-        chunk_seed = tf.random.experimental.stateless_fold_in(decode_seed, start)
         log_likelihoods = _log_likelihoods(
-            model, images, padded[start : start + chunk_size], chunk_seed
+            model,
+            images,
+            padded_z[start : start + chunk_size],
+            padded_seeds[start : start + chunk_size],
         )
         return i + 1, chunks.write(i, tf.stack([log_likelihoods[name] for name in conventions]))
 
@@ -90,9 +120,7 @@ def iwae_bounds(model, images, num_samples=128, seed=None, chunk_size: int = 16)
     )
     # (chunks, conventions, chunk, B) -> (conventions, k, B)
     stacked = tf.transpose(chunks.stack(), [1, 0, 2, 3])
-    log_likelihoods = tf.reshape(stacked, [len(conventions), -1, tf.shape(images)[0]])[
-        :, :num_samples
-    ]
+    log_likelihoods = tf.reshape(stacked, [len(conventions), -1, batch])[:, :num_samples]
     log_ratios = model.prior.log_prob(z) - posterior.log_prob(z)
     log_k = tf.math.log(tf.cast(num_samples, tf.float32))
     return {
@@ -101,15 +129,17 @@ def iwae_bounds(model, images, num_samples=128, seed=None, chunk_size: int = 16)
     }
 
 
-def _log_likelihoods(model, images, z, seed) -> dict:
+def _log_likelihoods(model, images, z, seeds) -> dict:
     """log p(x|z) in each of the likelihood's conventions, for latents z
-    (k, B, Z) and images (B, H, W, C): {name: (k, B)}."""
+    (k, B, Z) with their own decoder seeds (k, B, 2) and images (B, H, W, C):
+    {name: (k, B)}."""
     k, batch = tf.shape(z)[0], tf.shape(z)[1]
     flat_images = tf.reshape(
         tf.tile(images[None], [k, 1, 1, 1, 1]), tf.concat([[-1], tf.shape(images)[1:]], 0)
     )
-    flat_z = tf.reshape(z, [-1, model.config.latent_size])
-    cells = model.decode_cells(flat_z, seed)
+    cells = model.decode_cells_per_example(
+        tf.reshape(z, [-1, model.config.latent_size]), tf.reshape(seeds, [-1, 2])
+    )
     return {
         name: tf.reshape(log_prob, [k, batch])
         for name, log_prob in model.likelihood.log_probs(cells, flat_images).items()

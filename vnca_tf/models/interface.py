@@ -54,9 +54,12 @@ class GenerativeModel(Protocol):
     def damage_during_growth(self, z):
         """Mean images with the right half zeroed at each stage (doubling VNCAs)."""
 
-    def iwae(self, images, num_samples=128, seed=None, chunk_size=16):
+    def iwae(self, images, num_samples=128, seed=None, chunk_size=16, image_ids=None):
         """The IWAE-k bound on log p(x) in nats per image, in the likelihood's
         own convention."""
 
-    def iwae_bounds(self, images, num_samples=128, seed=None, chunk_size=16) -> dict:
-        """The same bound in each of the likelihood's conventions."""
+    def iwae_bounds(
+        self, images, num_samples=128, seed=None, chunk_size=16, image_ids=None
+    ) -> dict:
+        """The same bound in each of the likelihood's conventions; each image's
+        randomness from the seed and its id (default: its place in the batch)."""

@@ -19,6 +19,7 @@ from keras import layers
 
 from vnca_tf.configs import INITIAL_SIDE
 from vnca_tf.models.layers import Doubling, upsample
+from vnca_tf.models.seeds import for_each_seed
 
 
 def update_masks(probability: float, seed, rows=None):
@@ -29,7 +30,8 @@ def update_masks(probability: float, seed, rows=None):
     ``rows`` = (first, total), ints or a shape-[2] int32 tensor: the cells are
     rows [first, first + B) of a batch of ``total`` images, and get the masks that
     batch would get, so a batch split over replicas or micro-batches draws the same
-    masks as a whole one.
+    masks as a whole one. A ``seed`` of shape (B, 2) gives each grid its own
+    masks instead, whatever batch it is in (evaluation's importance samples).
     """
     if probability >= 1.0:
         return None
@@ -40,6 +42,16 @@ def update_masks(probability: float, seed, rows=None):
         )
 
     def mask(cells, step):
+        if seed.shape.rank == 2:
+            shape = [cells.shape[1], cells.shape[2], 1]
+            uniform = for_each_seed(
+                lambda own: tf.random.stateless_uniform(
+                    shape, tf.random.experimental.stateless_fold_in(own, step)
+                ),
+                seed,
+                tf.float32,
+            )
+            return tf.cast(uniform < probability, cells.dtype)
         batch = tf.shape(cells)[0]
         first, total = tf.unstack(
             tf.convert_to_tensor(rows if rows is not None else (0, batch), tf.int32)
@@ -142,14 +154,24 @@ class _NCA(layers.Layer):
         """Applies ``num_steps`` steps, numbered from ``first_step`` for the update
         ``masks`` (see ``update_masks``; None: every cell updates); with
         ``frames`` (a TensorArray), writes the grid after step i, upsampled by
-        ``frame_factor``, at ``first_frame + i``.
+        ``frame_factor``, at ``first_frame + i``. ``num_steps`` may be a (B,)
+        tensor (no frames): each grid stops after its own count.
 
         With ``recompute`` (and no frames) backprop stores only the cells between
         steps and runs each step again (see ``_recomputed_step``).
         """
+        counts = num_steps if tf.is_tensor(num_steps) and num_steps.shape.rank == 1 else None
+        if counts is not None:
+            if frames is not None:
+                raise ValueError("A trajectory needs one step count for every grid.")
+            num_steps = tf.reduce_max(counts)
 
         def mask_of(i, cells):
-            return None if masks is None else masks(cells, first_step + i)
+            mask = None if masks is None else masks(cells, first_step + i)
+            if counts is not None:  # The grids whose count is reached stop updating.
+                running = tf.cast(i < counts, cells.dtype)[:, None, None, None]
+                mask = running if mask is None else mask * running
+            return mask
 
         if frames is None:
             if self.recompute:
@@ -382,7 +404,10 @@ class NonDoublingNCA(_NCA):
         return tf.tile(z[:, None, None, :], [1, height, width, 1])
 
     def draw_num_steps(self, seed):
-        """A step count uniform on [min_steps, max_steps] from a stateless seed."""
+        """A step count uniform on [min_steps, max_steps] from a stateless seed;
+        from seeds (B, 2), one count for each (B,)."""
+        if seed.shape.rank == 2:
+            return for_each_seed(self.draw_num_steps, seed, tf.int32)
         return tf.random.stateless_uniform(
             [], seed, self.min_steps, self.max_steps + 1, dtype=tf.int32
         )
@@ -397,8 +422,9 @@ class NonDoublingNCA(_NCA):
         last_stage=None,
     ):
         """Runs ``num_steps`` steps (a Python int or a scalar int32 tensor, at most
-        ``max_steps``) from ``cells`` (B, H, W, Z); ``seed`` and ``rows``: the
-        update masks' (see ``update_masks``).
+        ``max_steps``; or a (B,) tensor, a count for each grid) from ``cells``
+        (B, H, W, Z); ``seed`` and ``rows``: the update masks' (see
+        ``update_masks``).
 
         Returns the final cells, and with ``return_trajectory`` also the initial
         grid and every step stacked as (num_steps + 1, B, H, W, Z). (``last_stage``

@@ -3,7 +3,7 @@
 Random quantities come from stateless seeds: shape-[2] int32 tensors. A model
 takes an int, a pair, or None (a fresh one); a SavedModel signature takes one
 int64 scalar s (negative: fresh) and uses the pair (s, 0); evaluation gives
-batch i of a run with seed s its own int seed.
+every image and importance sample its own seed (fold_in_each).
 """
 
 import tensorflow as tf
@@ -23,6 +23,21 @@ def as_seed(seed):
 def split_seed(seed, n: int):
     """``n`` independent stateless seeds from ``seed`` (see ``as_seed``)."""
     return tfp.random.split_seed(as_seed(seed), n=n)
+
+
+def for_each_seed(function, seeds, dtype):
+    """``function(seed)`` for each row of ``seeds`` (N, 2), stacked: per-row
+    stateless draws (a loop: TensorFlow's vectorizer has none for them)."""
+    return tf.map_fn(function, seeds, fn_output_signature=dtype)
+
+
+def fold_in_each(seeds, data):
+    """Row i of ``seeds`` (N, 2) folded with ``data[i]`` (N,): N new seeds,
+    each a function of its own row and datum only."""
+    pairs = tf.concat([tf.cast(seeds, tf.int32), tf.cast(data, tf.int32)[:, None]], axis=1)
+    return for_each_seed(
+        lambda row: tf.random.experimental.stateless_fold_in(row[:2], row[2]), pairs, tf.int32
+    )
 
 
 def from_signature(seed):
@@ -46,9 +61,3 @@ def to_signature(seed):
         )
         return tf.cast(seed[0], tf.int64)
     raise TypeError(f"An exported model takes int seeds, got {seed!r}.")
-
-
-def batch_seed(seed: int, index: int) -> int:
-    """The seed of batch ``index`` of an evaluation with ``seed``: the same for
-    a checkpoint and its SavedModel."""
-    return (seed * 1_000_003 + index) % (2**31 - 1)

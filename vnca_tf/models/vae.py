@@ -74,6 +74,14 @@ class VAE(Sampling, keras.Model):
         ``loss_terms``."""
         raise NotImplementedError
 
+    def decode_cells_per_example(self, z, seeds):
+        """The decoder's output grid for latents z (N, latent_size), each with
+        its own randomness from its row of ``seeds`` (N, 2), so that a latent
+        decodes the same in any batch (evaluation); this default is for
+        decoders without randomness."""
+        del seeds
+        return self.decode_cells(z)
+
     @property
     def damage_kind(self):
         """The damage figure and signature it has ("damage_recovery",
@@ -176,12 +184,14 @@ class VAE(Sampling, keras.Model):
         del training
         return self.negative_elbo(images)["loss"]
 
-    def iwae(self, images, num_samples=128, seed=None, chunk_size: int = 16):
+    def iwae(self, images, num_samples=128, seed=None, chunk_size: int = 16, image_ids=None):
         """The importance-weighted bound on log p(x) (Burda et al.), nats per
         image, in the likelihood's own convention (see ``iwae_bounds``)."""
-        bounds = self.iwae_bounds(images, num_samples, seed, chunk_size)
+        bounds = self.iwae_bounds(images, num_samples, seed, chunk_size, image_ids)
         return bounds[self.likelihood.conventions[0]]
 
-    def iwae_bounds(self, images, num_samples=128, seed=None, chunk_size: int = 16) -> dict:
+    def iwae_bounds(
+        self, images, num_samples=128, seed=None, chunk_size: int = 16, image_ids=None
+    ) -> dict:
         """The IWAE bound in each of the likelihood's conventions (bounds.iwae_bounds)."""
-        return bounds.iwae_bounds(self, images, num_samples, seed, chunk_size)
+        return bounds.iwae_bounds(self, images, num_samples, seed, chunk_size, image_ids)

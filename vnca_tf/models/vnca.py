@@ -7,7 +7,7 @@ from vnca_tf.configs import ModelConfig
 from vnca_tf.configs.kinds import DoublingVNCA, NonDoublingVNCA
 from vnca_tf.models.layers import UpdateNet
 from vnca_tf.models.nca import DoublingNCA, NonDoublingNCA, damage_right_half, damage_square
-from vnca_tf.models.seeds import as_seed, split_seed
+from vnca_tf.models.seeds import as_seed, fold_in_each, split_seed
 from vnca_tf.models.vae import VAE
 
 
@@ -78,6 +78,19 @@ class VNCA(VAE):
         if start_cells is not None:
             cells = tf.where(use_start[:, None, None, None], tf.stop_gradient(start_cells), cells)
         return self.grow(cells, seed, num_steps, rows=rows)
+
+    def decode_cells_per_example(self, z, seeds):
+        """The cells grown from latents z (N, latent_size), each with its own
+        step count (non-doubling) and update masks drawn from its row of
+        ``seeds`` (N, 2): the same for a latent in any batch."""
+        count = tf.shape(seeds)[:1]
+        steps_seeds = fold_in_each(seeds, tf.zeros(count, tf.int32))
+        mask_seeds = fold_in_each(seeds, tf.ones(count, tf.int32))
+        return self.decoder(
+            self.decoder.initial_cells(z),
+            num_steps=self.decoder.draw_num_steps(steps_seeds),
+            seed=mask_seeds,
+        )
 
     def growth_frames(self, z, seed=None, num_steps=None):
         """Mean images of every stage of growth, (T, B, H, W, C), for latents z.

@@ -73,16 +73,25 @@ class LoadedModel:
             )
         return self.signatures[name]
 
-    def iwae(self, images, num_samples: int = 128, seed=0, chunk_size: int = CHUNK):
+    def iwae(self, images, num_samples: int = 128, seed=0, chunk_size: int = CHUNK, image_ids=None):
         """VAE.iwae through the log_likelihood signature."""
-        return self.iwae_bounds(images, num_samples, seed, chunk_size)[
+        return self.iwae_bounds(images, num_samples, seed, chunk_size, image_ids)[
             self.likelihood.conventions[0]
         ]
 
-    def iwae_bounds(self, images, num_samples: int = 128, seed=0, chunk_size: int = CHUNK) -> dict:
+    def iwae_bounds(
+        self, images, num_samples: int = 128, seed=0, chunk_size: int = CHUNK, image_ids=None
+    ) -> dict:
         """VAE.iwae_bounds through the log_likelihood signature, which decodes
         ``CHUNK`` importance samples at a time (another chunk_size is an error,
-        not ignored); an export older than the conventions gives its own only."""
+        not ignored) and seeds each image by its place in the request (other
+        ``image_ids`` are an error); an export older than the conventions gives
+        its own only."""
+        if image_ids is not None:
+            raise ValueError(
+                "An exported model seeds each image by its place in the request; "
+                "image_ids need the model rebuilt (loading.restore_saved_model)."
+            )
         if chunk_size != CHUNK:
             raise ValueError(
                 f"An exported model decodes {CHUNK} importance samples at a "

@@ -69,11 +69,10 @@ class Reporting:
     ) -> None:
         """The progress line, then the scalars and images due after ``step``
         (``checkpoint``: one is written after it; ``stopping``: no images)."""
-        config, model_config = self.config, self.preset.model
+        config = self.config
         self.console.progress(
             step,
-            f"loss {metrics['loss']:.2f} "
-            f"({summaries.describe_loss(metrics['loss'], model_config)})",
+            f"loss {metrics['loss']:.2f} ({summaries.describe_loss(metrics['loss'], self.preset)})",
             force=last,
         )
         if metrics["skipped"]:
@@ -123,7 +122,7 @@ class Reporting:
         self.writer.scalars(
             step,
             metrics,
-            self.preset.model,
+            self.preset,
             self.state.optimizer,
             int(self.state.nonfinite_total.numpy()),
             None if pool is None else int(pool.size.numpy()),
@@ -148,10 +147,10 @@ class Reporting:
         checkpoint."""
         loss = self.validation_loss()
         with faults.doing(f"Writing the TensorBoard logs in {self.model_dir}"):
-            self.writer.validation_scalars(step, loss, self.preset.model)
+            self.writer.validation_scalars(step, loss, self.preset)
         line = (
             f"step {step}: validation loss {loss:.4f} "
-            f"({summaries.describe_loss(loss, self.preset.model)})"
+            f"({summaries.describe_loss(loss, self.preset)})"
         )
         if loss < float(self.state.best_validation.numpy()):
             self.state.best_validation.assign(loss)

@@ -139,13 +139,14 @@ def read_newest_intact(read: Callable[[str], object], paths: List[str]) -> str:
 
 
 def training_record(model_dir: str, path: str) -> dict:
-    """How the checkpoint at ``path`` was trained: steps, wall-clock seconds
+    """How the checkpoint at ``path`` was trained: its path, steps, wall-clock seconds
     (None for checkpoints that predate the count), and train.py's run settings
     (command, precision, strategy, replicas) from config.json."""
     reader = tf.train.load_checkpoint(path)
     run = read_config(model_dir).get("run", {})
     seconds = _value_key(TRAIN_SECONDS)
     record = {
+        "checkpoint": path,
         "steps": int(reader.get_tensor(_value_key(STEP))),
         "wall_time_s": (float(reader.get_tensor(seconds)) if reader.has_tensor(seconds) else None),
     }

@@ -13,18 +13,19 @@ import os
 import tensorflow as tf
 
 from vnca_tf.common.units import bits_per_dim
-from vnca_tf.configs import ModelConfig
+from vnca_tf.configs import Preset
 from vnca_tf.data.pictures import image_grid
 
 NUM_PICTURES = 8
 
 
-def describe_loss(loss_nats: float, config: ModelConfig) -> str:
+def describe_loss(loss_nats: float, preset: Preset) -> str:
     """A negative ELBO in the paper's terms: "ELBO -91.23 nats" (binary
-    images) or "4.8312 bits/dim" (RGB, the negative ELBO per dimension)."""
-    if config.likelihood == "bernoulli":
+    images) or "4.8312 bits/dim" (RGB, the negative ELBO per dimension of
+    the dataset's images)."""
+    if preset.model.likelihood == "bernoulli":
         return f"ELBO {-loss_nats:.2f} nats"
-    return f"{bits_per_dim(loss_nats, config.num_dimensions):.4f} bits/dim"
+    return f"{bits_per_dim(loss_nats, preset.num_dimensions):.4f} bits/dim"
 
 
 class Writer:
@@ -38,11 +39,11 @@ class Writer:
             self.train = self.validation = tf.summary.create_noop_writer()
         self.enabled = enabled
 
-    def _likelihood_scalars(self, elbo_nats, config):
+    def _likelihood_scalars(self, elbo_nats, preset):
         tf.summary.scalar("elbo_nats", elbo_nats)
-        tf.summary.scalar("bits_per_dim", bits_per_dim(-elbo_nats, config.num_dimensions))
+        tf.summary.scalar("bits_per_dim", bits_per_dim(-elbo_nats, preset.num_dimensions))
 
-    def scalars(self, step, metrics, config, optimizer, nonfinite_total, pool_size=None):
+    def scalars(self, step, metrics, preset, optimizer, nonfinite_total, pool_size=None):
         with self.train.as_default(step=step):
             for name in (
                 "loss",
@@ -53,7 +54,7 @@ class Writer:
                 "loss_scale",
             ):
                 tf.summary.scalar(name, metrics[name])
-            self._likelihood_scalars(-(metrics["reconstruction"] + metrics["kl"]), config)
+            self._likelihood_scalars(-(metrics["reconstruction"] + metrics["kl"]), preset)
             tf.summary.scalar("learning_rate", float(optimizer.learning_rate.numpy()))
             tf.summary.scalar("nonfinite_updates", nonfinite_total)
             if pool_size is not None:
@@ -66,10 +67,10 @@ class Writer:
             for part in ("likelihood", "kl", "gradient"):
                 tf.summary.scalar(f"nonfinite/{part}", metrics[f"nonfinite_{part}"])
 
-    def validation_scalars(self, step, loss, config):
+    def validation_scalars(self, step, loss, preset):
         with self.validation.as_default(step=step):
             tf.summary.scalar("loss", loss)
-            self._likelihood_scalars(-loss, config)
+            self._likelihood_scalars(-loss, preset)
 
     def images(self, step, model, images, seed):
         """Pictures of the model now: samples, reconstructions of ``images``,
