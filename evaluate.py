@@ -77,6 +77,7 @@ flags.DEFINE_integer(
 )
 FLAGS = flags.FLAGS
 FIGURE_IMAGES = 64  # Images drawn for the figures that show dataset images.
+HEALING_IMAGES = 100  # Images drawn to measure a non-doubling VNCA's regrowth.
 
 
 def _header(preset, source: str) -> str:
@@ -153,7 +154,7 @@ def main(argv):
             path = os.path.join(output_dir, "results.json")
             reports.check_replaceable(path, protocol, drawn["count"])  # Before the hours.
             with faults.doing(f"Writing {path}"):
-                _measure(model, preset, subset, protocol, drawn, training, path)
+                _measure(model, preset, images, subset, protocol, drawn, training, path)
         names = figures.applicable(model) if FLAGS.figures == ["all"] else FLAGS.figures
         if names:
             baseline = (
@@ -182,8 +183,9 @@ def _split_images(preset):
     )
 
 
-def _measure(model, preset, subset, protocol, drawn, training, path):
-    """The log-likelihood (and a non-doubling VNCA's healing) into results.json."""
+def _measure(model, preset, images, subset, protocol, drawn, training, path):
+    """The log-likelihood of ``subset`` (and a non-doubling VNCA's healing of
+    images drawn from the split) into results.json."""
     from vnca_tf import configs, data
     from vnca_tf.evaluation import healing, likelihood, reports
 
@@ -207,7 +209,13 @@ def _measure(model, preset, subset, protocol, drawn, training, path):
         )
     )
     if model.damage_kind == "damage_recovery":
-        report["healing"] = healing.healing(model, seed=FLAGS.seed)
+        healed = data.draw_batch(images, HEALING_IMAGES, FLAGS.seed)
+        report["healing"] = {
+            "images": data.subsets.describe(
+                {"count": len(healed), "of": drawn["of"], "seed": FLAGS.seed}, FLAGS.split
+            ),
+            **healing.healing(model, healed, seed=FLAGS.seed),
+        }
     reports.write_report(report, path)
     print(
         f"\nlog p(x) >= {report['log_likelihood_nats']:.2f} ± "
@@ -225,9 +233,9 @@ def _measure(model, preset, subset, protocol, drawn, training, path):
     if "healing" in report:
         heal = report["healing"]
         print(
-            f"After damage the images are off by {heal['damaged_error']:.4f}, after "
-            f"regrowth by {heal['recovered_error']:.4f} (mean absolute difference over "
-            f"{heal['num_samples']} samples)"
+            f"Inside the erased square the images are off by {heal['damaged_error']:.4f} "
+            f"after damage, by {heal['recovered_error']:.4f} after regrowth (mean absolute "
+            f"difference, {heal['images']})"
         )
 
 

@@ -265,6 +265,7 @@ def main(argv):
                         "model_dir": model_dir,
                         "strategy": distribution.strategy_name(strategy),
                         "replicas": strategy.num_replicas_in_sync,
+                        "validation": trainer.inputs.describe_validation(),
                     },
                 )
         metrics = trainer.train(stop=stopper)

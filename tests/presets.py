@@ -1,5 +1,7 @@
 """Tiny presets for the tests: the paper's models shrunk until a step takes
-milliseconds. The scripts take them as --preset=tests/presets.py:NAME."""
+milliseconds. The scripts take them as --preset=tests/presets.py:NAME. The
+binarized MNIST ones train on its train split, so that they validate on its
+validation split (the paper's train on both, and so have no validation)."""
 
 import dataclasses
 import os
@@ -17,14 +19,16 @@ PRESETS = {
             "test_mnist",
             "binarized_mnist",
             dataclasses.replace(paper.MNIST, num_residual_blocks=1, steps_per_stage=2, **_TINY),
-            TrainConfig(batch_size=8, num_steps=20),
+            TrainConfig(batch_size=8, num_steps=20, train_split="train"),
             "A tiny doubling VNCA for tests.",
         ),
         Preset(
             "test_mnist_damage",
             "binarized_mnist",
             dataclasses.replace(paper.MNIST_DAMAGE, min_steps=3, max_steps=5, **_TINY),
-            TrainConfig(batch_size=8, num_steps=20, pool_size=16, damage_size=14),
+            TrainConfig(
+                batch_size=8, num_steps=20, pool_size=16, damage_size=14, train_split="train"
+            ),
             "A tiny non-doubling VNCA (stochastic updates) for tests.",
         ),
         Preset(
@@ -33,7 +37,7 @@ PRESETS = {
             dataclasses.replace(
                 paper.MNIST_BASELINE, latent_size=16, encoder_channels=4, baseline_channels=64
             ),
-            TrainConfig(batch_size=8, num_steps=20),
+            TrainConfig(batch_size=8, num_steps=20, train_split="train"),
             "A tiny convolutional baseline for tests.",
         ),
         Preset(

@@ -106,10 +106,14 @@ def test_dynamic_loss_scale_halves_on_overflow_and_grows_after_finite_steps():
     for _ in range(3):
         scale.update(tf.constant(True))
     assert float(scale.scale.numpy()) == 8.0 and int(scale.finite_steps.numpy()) == 0
-    for _ in range(7):
+    for _ in range(3):
         scale.update(tf.constant(False))
-    assert float(scale.scale.numpy()) == 0.25  # Never below the minimum ...
+    assert float(scale.scale.numpy()) == 1.0 and not bool(scale.is_overflow(tf.constant(False)))
+    for _ in range(4):  # Below 1 it still halves, but a skip counts as non-finite ...
+        scale.update(tf.constant(False))
+    assert float(scale.scale.numpy()) == 0.25  # ... and never below the minimum ...
     assert not bool(scale.is_overflow(tf.constant(False)))  # ... where NaN is NaN.
+    assert DynamicLossScale(True).minimum == 2.0**-14
     off = DynamicLossScale(False)
     off.update(tf.constant(False))
     assert float(off.scale.numpy()) == 1.0

@@ -378,7 +378,8 @@ def _poison(trainer, bad_steps):
 
 
 def _poison_likelihood(trainer, bad_step):
-    """Makes log p(x|z) of the first image of step ``bad_step`` (1-based) NaN."""
+    """Makes log p(x|z) of the first image of step ``bad_step`` (1-based) NaN,
+    and so the gradient, as a data fault does."""
     model = trainer.state.model
     original = model.loss_terms
 
@@ -386,7 +387,7 @@ def _poison_likelihood(trainer, bad_step):
         terms = original(images, noise, beta, *args, **kwargs)
         first = tf.range(tf.shape(images)[0]) == 0
         bad = first & tf.equal(trainer.state.step + 1, bad_step)
-        reconstruction = tf.where(bad, float("nan"), terms["reconstruction"])
+        reconstruction = terms["reconstruction"] * tf.where(bad, float("nan"), 1.0)
         return dict(terms, reconstruction=reconstruction, loss=reconstruction + beta * terms["kl"])
 
     model.loss_terms = poisoned
@@ -415,14 +416,16 @@ def test_non_finite_updates_are_skipped_counted_and_explained(tmp_path, data_dir
     assert all(np.isfinite(w).all() for w in _weights(trainer))
     out = capsys.readouterr().out
     assert (
-        "step 3: update skipped, not finite: the gradient only (the loss was finite: a "
-        "numerical fault in the backward pass); 1 in a row (the run stops at 3), 1 in the run"
+        "step 3: update skipped, not finite: the gradient only (every image's loss was "
+        "finite: a fault in the backward pass); 1 non-finite in a row (the run stops at 3), "
+        "1 skipped in the run"
     ) in out
     assert (
-        "step 4: update skipped, not finite: the likelihood of 1 of 8 images; 2 in a row "
-        "(the run stops at 3), 2 in the run"
+        "step 4: update skipped, not finite: the likelihood of 1 of 8 images (and so the "
+        "gradient); 2 non-finite in a row (the run stops at 3), 2 skipped in the run"
     ) in out
-    assert _scalar_series(str(tmp_path), "nonfinite/gradient") == {3: 1.0, 4: 0.0}
+    assert _scalar_series(str(tmp_path), "nonfinite/gradient") == {3: 1.0, 4: 1.0}
+    assert _scalar_series(str(tmp_path), "nonfinite/float16_overflow") == {3: 0.0, 4: 0.0}
     assert _scalar_series(str(tmp_path), "nonfinite/likelihood") == {3: 0.0, 4: 1.0}
     assert _scalar_series(str(tmp_path), "nonfinite/kl") == {3: 0.0, 4: 0.0}
 
@@ -437,7 +440,7 @@ def test_a_run_of_non_finite_updates_stops_with_the_checkpoint_intact(tmp_path, 
     # Steps 5, 6, 7 are skipped (the checkpoint of step 6 holds step 4's weights).
     with pytest.raises(
         NonFiniteError,
-        match=r"3 non-finite updates in a row \(at step 7\)"
+        match=r"3 non-finite updates in a row \(at step 7: not finite: the gradient only"
         r".*ckpt-6 is intact",
     ):
         trainer.train(20, progress=False)

@@ -49,7 +49,8 @@ async function loadModel(path) {
   document.getElementById("model-about").textContent = manifest.about || manifest.preset.name;
   const info = [];
   if (results.healing) {
-    info.push(`Measured on test digits: inside an erased region the error falls from ` +
+    info.push(`Measured on ${results.healing.num_images} test digits: inside an erased ` +
+              `square the error falls from ` +
               `${results.healing.damaged_error.toFixed(2)} (damaged) to ` +
               `${results.healing.recovered_error.toFixed(2)} (regrown)`);
   }

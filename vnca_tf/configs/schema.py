@@ -164,6 +164,10 @@ class TrainConfig:
     # Weights to start from instead of a random init (a fine-tune): a SavedModel
     # version folder or a training folder; a resumed run reads its checkpoint.
     init_from: str = ""
+    # The split trained on ("" : the dataset's, as the paper trained: binarized
+    # MNIST's train+validation). Validation reads the dataset's validation
+    # split only where training does not (e.g. train_split="train").
+    train_split: str = ""
     seed: int = 0
     log_every: int = 100
     validation_every: int = 1_000

@@ -15,6 +15,7 @@ from vnca_tf.data.pipeline import (
     resolve_data_dir,
     shuffled,
     source_of,
+    validation_split_for,
 )
 from vnca_tf.data.readers import DataError
 from vnca_tf.data.subsets import draw, draw_batch
@@ -30,4 +31,5 @@ __all__ = [
     "resolve_data_dir",
     "shuffled",
     "source_of",
+    "validation_split_for",
 ]

@@ -54,10 +54,10 @@ class DatasetSpec:
     tfds_name: Optional[str] = None
     has_labels: bool = False
     paper_train_split: str = "train"
-    # The split whose loss training reports and picks the best checkpoint by:
-    # the held-out validation split where the paper does not train on it, else
-    # the test split, as the authors' code does.
-    validation_split: str = "validation"
+    # The held-out split a run validates on (reports its loss, keeps the best
+    # checkpoint by it) when it does not train on it; None: the dataset has
+    # none. Never the test split: it does not choose checkpoints.
+    validation_split: Optional[str] = "validation"
 
 
 SPECS = {
@@ -74,7 +74,6 @@ SPECS = {
             "http://www.cs.toronto.edu/~larocheh/public/datasets/binarized_mnist/",
             tfds_name="binarized_mnist",
             paper_train_split="train+validation",
-            validation_split="test",
         ),
         DatasetSpec(
             "mnist",
@@ -86,7 +85,7 @@ SPECS = {
             "http://yann.lecun.com/exdb/mnist/",
             tfds_name="mnist",
             has_labels=True,
-            validation_split="test",
+            validation_split=None,
         ),
         DatasetSpec(
             "celeb_a",
@@ -106,7 +105,7 @@ SPECS = {
             ("noto_emoji/png/128", "noto-emoji/png/128", "png/128", "128", "."),
             "*.png (the png/128 folder of the noto-emoji repository)",
             "https://github.com/googlefonts/noto-emoji (png/128)",
-            validation_split="test",
+            validation_split=None,
         ),
     )
 }
@@ -130,6 +129,16 @@ def parse_split(spec: DatasetSpec, split: str) -> Tuple[str, ...]:
             f"{', '.join(spec.splits)} (join them with '+')."
         )
     return parts
+
+
+def validation_split_for(spec: DatasetSpec, train_split: str) -> Optional[str]:
+    """The split a run that trains on ``train_split`` validates on: the
+    dataset's validation split if training does not read it, else None (no
+    validation, no best checkpoint)."""
+    split = spec.validation_split
+    if split is None or split in parse_split(spec, train_split):
+        return None
+    return split
 
 
 def resolve_data_dir(data_dir: Optional[str]) -> Optional[str]:

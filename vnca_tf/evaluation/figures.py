@@ -179,8 +179,9 @@ def draw_figures(
     seed: int = 0,
 ) -> dict:
     """Draws the named figures (see FIGURES) into output_dir; returns
-    {name: path}. ``images``: test images (a numpy batch); ``labels`` their
-    labels for the t-SNE."""
+    {name: path}. ``images``: test images (a numpy batch, a seeded draw from
+    the whole split: data.draw_batch), all shown in the reconstructions, the
+    first 8 interpolated; ``labels`` their labels for the t-SNE."""
     unknown = sorted(set(names) - set(FIGURES))
     if unknown:
         raise EvaluationError(f"Unknown figure(s) {unknown}; known: {', '.join(FIGURES)}.")
@@ -189,7 +190,7 @@ def draw_figures(
     for name in names:
         path = os.path.join(output_dir, f"{name}.png")
         if name == "reconstructions":
-            reconstructions(model, images[:32], path, seed=seed)
+            reconstructions(model, images, path, seed=seed)
         elif name == "samples":
             samples(model, path, seed=seed)
         elif name == "interpolations":

@@ -51,6 +51,9 @@ class GenerativeModel(Protocol):
     def damage_recovery(self, z, seed=None):
         """(grown, damaged, recovered) mean images (non-doubling VNCAs)."""
 
+    def damaged_region(self, batch, seed=None):
+        """Where damage_recovery with ``seed`` erases: (batch, H, W, 1), 1 inside."""
+
     def damage_during_growth(self, z):
         """Mean images with the right half zeroed at each stage (doubling VNCAs)."""
 

@@ -139,8 +139,9 @@ def _pytorch_sigmoid(t):
     exp(-t), which overflows (in float64 too) for a pixel a few hundred scales
     from a sharp logistic's mean: 0 x inf = NaN in the gradient, even of a
     ``tf.where`` branch that is not selected. y (1 - y) is 0 there, as the
-    authors' gradient is."""
-    y = 1.0 / (1.0 + _correctly_rounded(tf.exp, -t))
+    authors' gradient is. (Its gradient has no gradient of its own: second
+    derivatives through it are not defined.)"""
+    y = _correctly_rounded(tf.math.reciprocal, 1.0 + _correctly_rounded(tf.exp, -t))
 
     def gradient(upstream):
         return upstream * (1.0 - y) * y
@@ -149,16 +150,20 @@ def _pytorch_sigmoid(t):
 
 
 def _correctly_rounded(function, values):
-    """``function`` (tf.exp, tf.tanh) of float32 ``values`` computed in float64
-    and rounded once, as PyTorch's kernels give it; TensorFlow's float32
-    approximations are an ulp off, which the authors' cancelling differences
-    and their 1e-5 threshold magnify (to 3e-5 of a pixel's log-probability)."""
+    """``function`` (tf.exp, tf.tanh, a reciprocal, a division) of float32
+    ``values`` computed in float64 and rounded once, as PyTorch's kernels give
+    it; TensorFlow's float32 approximations are an ulp off (exp, tanh; and a
+    division, which graph optimisation turns into a reciprocal that is not
+    correctly rounded on CPUs), which the authors' cancelling differences and
+    their 1e-5 threshold magnify (to 3e-5 of a pixel's log-probability in
+    eager mode, 2.5e-4 in a graph)."""
     return tf.cast(function(tf.cast(values, tf.float64)), values.dtype)
 
 
 def _to_unit_range(values):
-    """Pixel values 0..255 -> [-1, 1], as the authors compute it (x / 255 * 2 - 1)."""
-    return values / 255.0 * 2.0 - 1.0
+    """Pixel values 0..255 -> [-1, 1], as the authors compute it (x / 255 * 2 - 1),
+    the division rounded once (a graph may otherwise multiply by 1/255)."""
+    return _correctly_rounded(lambda x: x / 255.0, values) * 2.0 - 1.0
 
 
 class DiscretizedLogisticMixture(tfd.Distribution):

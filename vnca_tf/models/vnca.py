@@ -119,11 +119,16 @@ class VNCA(VAE):
         grow_seed, damage_seed, picture_seed, recover_seed = split_seed(seed, 4)
         num_steps = num_steps or self.config.max_steps
         grown = self.grow(self.decoder.initial_cells(z), grow_seed, num_steps)
-        damaged = damage_square(grown, damage_size or self.config.image_shape[1] // 2, damage_seed)
+        damaged = damage_square(grown, _damage_size(self.config, damage_size), damage_seed)
         recovered = self.grow(damaged, recover_seed, num_steps)
         return tuple(
             self.mean_image_of(cells, picture_seed) for cells in (grown, damaged, recovered)
         )
+
+    def damaged_region(self, batch: int, seed=None, damage_size=None):
+        """Where ``damage_recovery`` with ``seed`` zeroes the cells (see the
+        module's ``damaged_region``)."""
+        return damaged_region(self.config, batch, seed, damage_size)
 
     def final_cells_damaged_at(self, z, stage: int, seed=None):
         """Final cells when the right half of the cells is zeroed at the start
@@ -148,6 +153,23 @@ class VNCA(VAE):
                 for s in range(self.config.num_doublings + 1)
             ]
         )
+
+
+def damaged_region(config: ModelConfig, batch: int, seed=None, damage_size=None):
+    """Where ``VNCA.damage_recovery`` with ``seed`` zeroes the cells of a batch
+    of ``batch`` latents: (batch, H, W, 1), 1 inside the erased square, else 0."""
+    height, width = config.image_shape[:2]
+    kept = damage_square(
+        tf.ones([batch, height, width, 1]),
+        _damage_size(config, damage_size),
+        split_seed(seed, 4)[1],
+    )
+    return 1.0 - kept
+
+
+def _damage_size(config: ModelConfig, damage_size=None) -> int:
+    """The erased square's side: ``damage_size``, else half the width."""
+    return damage_size or config.image_shape[1] // 2
 
 
 # The decoder of each kind of VNCA.

@@ -9,6 +9,7 @@ from vnca_tf.models import storage
 from vnca_tf.models.likelihoods import make_likelihood
 from vnca_tf.models.seeds import to_signature
 from vnca_tf.models.vae import standard_normal_prior
+from vnca_tf.models.vnca import damaged_region
 from vnca_tf.serving.export import CHUNK
 
 
@@ -51,6 +52,11 @@ class LoadedModel:
     def damage_recovery(self, z, seed=0):
         out = self._signature("damage_recovery")(latents=z, seed=to_signature(seed))
         return out["grown"], out["damaged"], out["recovered"]
+
+    def damaged_region(self, batch: int, seed=0):
+        """Where ``damage_recovery`` with ``seed`` zeroes the cells (computed
+        here, as the signature does)."""
+        return damaged_region(self.config, batch, seed)
 
     def damage_during_growth(self, z):
         return self._signature("damage_during_growth")(latents=z)["frames"]

@@ -1,5 +1,8 @@
 """The training run's images: the training batches from any step on,
-distributed over the replicas, and the fixed validation batches."""
+distributed over the replicas; the validation images, a seeded draw from the
+dataset's held-out validation split where training does not read it (never
+the test split; otherwise no validation and no best checkpoint); and the
+images TensorBoard's reconstructions show."""
 
 import time
 
@@ -8,6 +11,8 @@ import tensorflow as tf
 from vnca_tf import data
 from vnca_tf.common.console import Console
 from vnca_tf.configs import Preset, RunConfig
+
+NUM_PICTURES = 8  # Images in TensorBoard's reconstructions.
 
 
 class TrainingInputs:
@@ -26,8 +31,33 @@ class TrainingInputs:
     ):
         self.preset, self.run, self.strategy, self.console = preset, run, strategy, console
         self.config = preset.train
+        spec = data.get_spec(preset.dataset)
+        self.train_split = self.config.train_split or spec.paper_train_split
+        self.validation_split = data.validation_split_for(spec, self.train_split)
         self._dataset, self._validation_dataset = dataset, validation_dataset
         self._validation_images = None
+
+    @property
+    def validates(self) -> bool:
+        """Whether the run has validation images (and so a best checkpoint)."""
+        return self._validation_dataset is not None or self.validation_split is not None
+
+    def describe_validation(self) -> str:
+        """What the run validates on, or why it does not (console, config.json)."""
+        count = self.config.validation_batches * self.config.batch_size
+        if self._validation_dataset is not None:
+            return f"{count:,} images drawn with seed {self.config.seed} from the given dataset"
+        if self.validation_split is not None:
+            return (
+                f"{count:,} images drawn with seed {self.config.seed} from "
+                f"{self.preset.dataset} {self.validation_split}; the best checkpoint is "
+                "kept by their loss"
+            )
+        return (
+            f"none: training reads {self.preset.dataset} {self.train_split}, which leaves "
+            "no held-out validation split, and the test split never chooses a checkpoint; "
+            "no best checkpoint is kept"
+        )
 
     def _load(self, split: str):
         """A split of the preset's dataset at the model's image size."""
@@ -39,21 +69,23 @@ class TrainingInputs:
             image_size=self.preset.model.image_shape[0],
         )
 
-    def batches(self, start_step: int):
-        """An iterator over the training batches from ``start_step`` on, distributed."""
-        dataset = self._dataset
-        if dataset is None:
-            split = data.get_spec(self.preset.dataset).paper_train_split
-            began = time.perf_counter()
+    def training_images(self):
+        """The training split's images (loaded once, and said so)."""
+        if self._dataset is None:
+            split, began = self.train_split, time.perf_counter()
             self.console.event(f"Loading {self.preset.dataset} ({split}) ...")
             with self.console.working(f"loading {self.preset.dataset} ({split})"):
-                dataset = self._load(split)
+                self._dataset = self._load(split)
             self.console.event(
-                f"Loaded {int(dataset.cardinality()):,} training images in "
+                f"Loaded {int(self._dataset.cardinality()):,} training images in "
                 f"{time.perf_counter() - began:.1f} s"
             )
+        return self._dataset
+
+    def batches(self, start_step: int):
+        """An iterator over the training batches from ``start_step`` on, distributed."""
         dataset = data.shuffled(
-            dataset,
+            self.training_images(),
             self.config.seed,
             batch_size=self.config.batch_size,
             drop_remainder=True,
@@ -62,19 +94,28 @@ class TrainingInputs:
         return iter(self.strategy.experimental_distribute_dataset(dataset))
 
     def validation_batches(self) -> list:
-        """The first validation_batches batches of the validation split, loaded once."""
+        """The validation images in batches (none for a run without validation),
+        drawn once with the run's seed from the validation split."""
         if self._validation_images is None:
-            dataset = self._validation_dataset
-            if dataset is None:
-                dataset = self._load(data.get_spec(self.preset.dataset).validation_split)
-            count = self.config.validation_batches * self.config.batch_size
-            self._validation_images = next(iter(dataset.batch(count)))
-        return tf.split(
-            self._validation_images,
-            _split_sizes(len(self._validation_images), self.config.batch_size),
-        )
+            self.console.event(f"Validation: {self.describe_validation()}")
+            if not self.validates:
+                self._validation_images = []
+            else:
+                dataset = self._validation_dataset
+                if dataset is None:
+                    dataset = self._load(self.validation_split)
+                count = self.config.validation_batches * self.config.batch_size
+                self._validation_images = list(
+                    tf.data.Dataset.from_tensor_slices(
+                        data.draw_batch(dataset, count, self.config.seed)
+                    ).batch(self.config.batch_size)
+                )
+        return self._validation_images
 
-
-def _split_sizes(total: int, size: int):
-    """Sizes of consecutive batches of at most ``size`` covering ``total``."""
-    return [size] * (total // size) + ([total % size] if total % size else [])
+    def picture_images(self):
+        """The images TensorBoard's reconstructions show: validation images, or
+        (without validation) a seeded draw from the training images."""
+        batches = self.validation_batches()
+        if batches:
+            return batches[0][:NUM_PICTURES]
+        return data.draw_batch(self.training_images(), NUM_PICTURES, self.config.seed)

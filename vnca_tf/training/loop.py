@@ -162,12 +162,15 @@ class Trainer:
             metrics = {k: float(v) for k, v in self.step_function(batch).items()}
         self.current_step = step
         self.reporting.step_timed(step, time.perf_counter() - began, cadence, num_steps)
+        if not metrics["skipped"]:
+            return metrics
+        reason = self.reporting.skipped(step, metrics)
         in_a_row = int(self.state.nonfinite_in_a_row.numpy())
         if in_a_row >= self.config.max_nonfinite:
             raise NonFiniteError(
-                f"{in_a_row} non-finite updates in a row (at step {step}); stopping. The last "
-                f"good checkpoint {self.last_checkpoint()} is intact and no non-finite value "
-                "was saved. Try a lower learning rate or check the data."
+                f"{in_a_row} non-finite updates in a row (at step {step}: {reason}); stopping. "
+                f"The last good checkpoint {self.last_checkpoint()} is intact and no "
+                "non-finite value was saved. Try a lower learning rate or check the data."
             )
         return metrics
 
@@ -185,7 +188,8 @@ class Trainer:
         )
         checkpoint = step % config.checkpoint_every == 0 or last or by_time or stopping
         self.reporting.after_step(step, metrics, cadence, last, checkpoint, stopping)
-        if (step % config.validation_every == 0 or last) and not stopping:
+        validation_due = step % config.validation_every == 0 or last
+        if validation_due and self.inputs.validates and not stopping:
             self.reporting.validate(step)
         if not checkpoint:
             return None

@@ -13,8 +13,10 @@ class DynamicLossScale(tf.Module):
 
     The scale may fall below 1, to ``minimum``: a sharp RGB likelihood far from
     its pixels has gradients of millions, past float16's 65,504 even unscaled
-    (tests/test_finite_gradients.py); 2^-14 brings 1e9 within range. Below
-    ``minimum`` a non-finite step is no overflow but a NaN."""
+    (tests/test_finite_gradients.py); 2^-14 brings 1e9 within range. A
+    non-finite step at a scale of 1 or less is counted as one (towards
+    max_nonfinite in a row) although the scale still halves: a NaN that no
+    scale cures stops the run as in float32, 15 halvings later."""
 
     def __init__(
         self,
@@ -32,7 +34,7 @@ class DynamicLossScale(tf.Module):
 
     def is_overflow(self, finite):
         """Whether a step's non-finite gradients are the scale's doing."""
-        return tf.logical_not(finite) & (self.scale > self.minimum) & self.enabled
+        return tf.logical_not(finite) & (self.scale > 1.0) & self.enabled
 
     def update(self, finite):
         """Adjusts the scale after a step (cross-replica context)."""

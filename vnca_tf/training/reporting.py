@@ -1,7 +1,7 @@
 """What a training run shows after each step: the progress line, TensorBoard
 scalars (at the first step, every log_every steps and every log_minutes),
-images (at the first checkpoint and every image_every steps) and the
-validation loss with the best checkpoint."""
+images (at the first checkpoint and every image_every steps) and, for a run
+that validates (training.inputs), the validation loss with the best checkpoint."""
 
 import dataclasses
 import math
@@ -75,8 +75,6 @@ class Reporting:
             f"loss {metrics['loss']:.2f} ({summaries.describe_loss(metrics['loss'], self.preset)})",
             force=last,
         )
-        if metrics["skipped"]:
-            self._skipped(step, metrics)
         with faults.doing(f"Writing the TensorBoard logs in {self.model_dir}"):
             if (
                 step % config.log_every == 0
@@ -88,7 +86,7 @@ class Reporting:
                 cadence.last_scalars = time.monotonic()
             due = step % config.image_every == 0 or last or (checkpoint and not cadence.pictured)
             if due and not stopping:
-                images = self.inputs.validation_batches()[0]
+                images = self.inputs.picture_images()
                 self.writer.images(step, self.state.model, images, config.seed)
                 self.writer.flush()
                 cadence.pictured = True
@@ -97,25 +95,25 @@ class Reporting:
                     f"{os.path.join(self.model_dir, 'train')}"
                 )
 
-    def _skipped(self, step: int, metrics: dict) -> None:
-        """Says which part of a skipped update was not finite, on the console
-        and in TensorBoard (the nonfinite/ scalars, at the skipped step)."""
+    def skipped(self, step: int, metrics: dict) -> str:
+        """Says why the update of ``step`` was skipped, on the console and in
+        TensorBoard (the nonfinite/ scalars, at the skipped step); returns the
+        reason."""
         with faults.doing(f"Writing the TensorBoard logs in {self.model_dir}"):
             self.writer.nonfinite_scalars(step, metrics)
-        state, batch = self.state, self.config.batch_size
-        parts = [
-            f"the {name} of {int(metrics[key]):,} of {batch:,} images"
-            for name, key in (("likelihood", "nonfinite_likelihood"), ("KL", "nonfinite_kl"))
-            if metrics[key]
-        ] or ["the gradient only (the loss was finite: a numerical fault in the backward pass)"]
-        line = (
-            f"step {step:,}: update skipped, not finite: {', '.join(parts)}; "
-            f"{int(state.nonfinite_in_a_row.numpy())} in a row (the run stops at "
-            f"{self.config.max_nonfinite}), {int(state.nonfinite_total.numpy())} in the run"
+        state, scale = self.state, metrics["loss_scale"]
+        if metrics["float16_overflow"]:
+            reason = f"a float16 overflow of the gradient; the loss scale halves to {scale:g}"
+        else:
+            reason = f"not finite: {_nonfinite_parts(metrics, self.config.batch_size)}"
+            if state.loss_scale.enabled:
+                reason += f"; the float16 loss scale is now {scale:g}"
+        self.console.event(
+            f"step {step:,}: update skipped, {reason}; {int(state.nonfinite_in_a_row.numpy())} "
+            f"non-finite in a row (the run stops at {self.config.max_nonfinite}), "
+            f"{int(state.nonfinite_total.numpy())} skipped in the run"
         )
-        if state.loss_scale.enabled:
-            line += f"; float16 loss scale now {metrics['loss_scale']:g}"
-        self.console.event(line)
+        return reason
 
     def _scalars(self, step: int, metrics: dict) -> None:
         pool = self.state.pool
@@ -131,6 +129,8 @@ class Reporting:
 
     def validation_loss(self) -> float:
         """The mean negative ELBO (beta = 1) over the validation batches."""
+        if not self.inputs.validates:
+            raise ValueError(f"This run has no validation: {self.inputs.describe_validation()}.")
         total, count = 0.0, 0
         for index, images in enumerate(self.inputs.validation_batches()):
             terms = self._validation_elbo(images, tf.constant([self.config.seed, index]))
@@ -188,6 +188,22 @@ class Reporting:
     def close(self) -> None:
         self.console.close()
         self.writer.flush()
+
+
+def _nonfinite_parts(metrics: dict, batch_size: int) -> str:
+    """What was not finite in a skipped update, in words."""
+    parts = [
+        f"the {name} of {int(metrics[key]):,} of {batch_size:,} images"
+        for name, key in (("likelihood", "nonfinite_likelihood"), ("KL", "nonfinite_kl"))
+        if metrics[key]
+    ]
+    if parts:
+        return " and ".join(parts) + (
+            " (and so the gradient)" if metrics["nonfinite_gradient"] else ""
+        )
+    if metrics["nonfinite_gradient"]:
+        return "the gradient only (every image's loss was finite: a fault in the backward pass)"
+    return "the loss summed over the batch (every image's terms were finite: an overflow)"
 
 
 def long_run_note(seconds_per_step: float, steps_left: int, gpus: int, model) -> Optional[str]:

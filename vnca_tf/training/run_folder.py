@@ -107,6 +107,12 @@ def checkpoint_paths(model_dir: str, which: str = "latest") -> List[str]:
     folder = checkpoint_folder(model_dir, which)
     state = tf.train.get_checkpoint_state(folder)
     if state is None or not state.all_model_checkpoint_paths:
+        validation = read_config(model_dir).get("run", {}).get("validation", "")
+        if which == "best" and validation.startswith("none"):
+            raise RunFolderError(
+                f"{model_dir} has no best checkpoint: it has no validation ({validation}). "
+                "Use --checkpoint=latest."
+            )
         raise RunFolderError(
             f"No {which} checkpoint in {folder}: train first (python train.py "
             f"--model_dir={model_dir} ...), or pick another folder."

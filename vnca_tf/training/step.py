@@ -120,6 +120,8 @@ class TrainingStep:
         sums = strategy.experimental_local_results(sums)[0]
         norm = tf.linalg.global_norm(gradients)
         finite = tf.math.is_finite(norm) & tf.reduce_all(tf.math.is_finite(sums[:3]))
+        # A float16 overflow only lowers the loss scale; it is no divergence.
+        overflow = state.loss_scale.is_overflow(finite)
 
         def update():
             clipped, _ = tf.clip_by_global_norm(gradients, self.config.clip_norm, use_norm=norm)
@@ -133,10 +135,7 @@ class TrainingStep:
 
         def skip():
             state.nonfinite_total.assign_add(1)
-            # A float16 overflow only lowers the loss scale; it is no divergence.
-            state.nonfinite_in_a_row.assign_add(
-                tf.where(state.loss_scale.is_overflow(finite), tf.constant(0, tf.int64), 1)
-            )
+            state.nonfinite_in_a_row.assign_add(tf.where(overflow, tf.constant(0, tf.int64), 1))
             return tf.constant(False)
 
         tf.cond(finite, update, skip)
@@ -150,6 +149,7 @@ class TrainingStep:
             "gradient_norm": norm,
             "loss_scale": state.loss_scale.scale,
             "skipped": tf.cast(~finite, tf.float32),
+            "float16_overflow": tf.cast(overflow, tf.float32),
             # What was not finite in a skipped update (all 0 in a taken one).
             "nonfinite_likelihood": sums[3],  # Images with a non-finite log p(x|z).
             "nonfinite_kl": sums[4],  # Images with a non-finite KL.

@@ -3,7 +3,8 @@
 model_dir/train: loss, reconstruction, KL, ELBO in nats and bits/dim, gradient
 norm, learning rate, steps/s, non-finite update count, pool size; at each
 skipped update, what was not finite (nonfinite/likelihood and nonfinite/kl:
-images; nonfinite/gradient: 1 if the gradient was); images of
+images; nonfinite/gradient: 1 if the gradient was; nonfinite/float16_overflow:
+1 if it was a loss-scale overflow); images of
 samples, sample means, reconstructions, a growth trajectory and (non-doubling
 models) damage then recovery. model_dir/validation: the validation loss.
 """
@@ -66,6 +67,7 @@ class Writer:
         with self.train.as_default(step=step):
             for part in ("likelihood", "kl", "gradient"):
                 tf.summary.scalar(f"nonfinite/{part}", metrics[f"nonfinite_{part}"])
+            tf.summary.scalar("nonfinite/float16_overflow", metrics["float16_overflow"])
 
     def validation_scalars(self, step, loss, preset):
         with self.validation.as_default(step=step):
