@@ -179,6 +179,15 @@ def test_each_grid_runs_its_own_number_of_steps(rng):
     assert set(drawn) == set(range(preset.model.min_steps, preset.model.max_steps + 1))
 
 
+def test_each_paper_number_is_measured_on_the_split_the_authors_measured_it_on():
+    # Their doubling CelebA code (641588a, 8d1ee6e) had no test loop: its held-out
+    # loader was CelebA's "valid" partition. The rest measured on test splits.
+    assert configs.paper_split("celeb_a") == configs.paper_split("celeb_a_beta100")
+    assert configs.paper_split("celeb_a") == "validation"
+    for name in ("mnist", "mnist_damage", "celeb_a_damage", "noto_emoji", "mnist_cpu"):
+        assert configs.paper_split(name) == "test"
+
+
 def test_validation_never_reads_the_test_split():
     for preset in configs.PRESETS.values():
         spec = data.get_spec(preset.dataset)

@@ -6,7 +6,7 @@ presets, the shipped CPU presets, and presets read back from JSON.
 """
 
 from vnca_tf.configs.kinds import INITIAL_SIDE, kind_of
-from vnca_tf.configs.paper import DATASET_PRESETS, MODEL_KINDS
+from vnca_tf.configs.paper import DATASET_PRESETS, MODEL_KINDS, paper_split
 from vnca_tf.configs.presets import PRESETS, get_preset, preset_for
 from vnca_tf.configs.saved import model_config_from_dict, preset_from_dict, preset_to_dict
 from vnca_tf.configs.schema import (
@@ -44,6 +44,7 @@ __all__ = [
     "get_preset",
     "kind_of",
     "model_config_from_dict",
+    "paper_split",
     "preset_for",
     "preset_from_dict",
     "preset_to_dict",
