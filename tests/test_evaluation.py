@@ -146,18 +146,27 @@ def test_evaluate_cli_writes_a_report(mnist_dir, data_dir, tmp_path):
 
 
 @pytest.mark.slow
-def test_healing_compares_regrown_and_damaged_images(damage_dir):
-    model, _, _ = loading.restore(damage_dir)
-    result = healing.healing(model, num_samples=8, seed=3)
-    assert result["num_samples"] == 8 and result["damaged_error"] > 0
+def test_healing_compares_regrown_and_damaged_images_inside_the_erased_square(damage_dir, data_dir):
+    model, preset, _ = loading.restore(damage_dir)
+    images = data.draw_batch(likelihood.split_images(preset, data_dir=data_dir), 8, seed=0)
+    result = healing.healing(model, images, seed=3)
+    assert result["num_images"] == 8 and result["damaged_error"] > 0
     assert result["recovered_over_damaged"] == pytest.approx(
         result["recovered_error"] / result["damaged_error"]
     )
-    assert healing.healing(model, num_samples=8, seed=3) == result  # Seeded.
+    assert healing.healing(model, images, seed=3) == result  # Seeded.
+    # The erased square is half the width, one per image, where the damage is.
+    region = model.damaged_region(8, seed=3).numpy()
+    assert set(np.unique(region)) == {0.0, 1.0}
+    np.testing.assert_array_equal(region.sum(axis=(1, 2, 3)), 14 * 14)
+    z = model.encode_mean(images)
+    grown, damaged, _ = (np.asarray(x) for x in model.damage_recovery(z, seed=3))
+    changed = np.abs(damaged - grown) > 0
+    assert not changed[region == 0].any() and changed[region == 1].mean() > 0.5
     # An untrained NCA (its last layer starts at zero) never changes its cells:
     # what was damaged stays damaged, exactly.
     still = build_model(presets.get("test_mnist_damage").model)
-    frozen = healing.healing(still, num_samples=8)
+    frozen = healing.healing(still, images)
     assert frozen["recovered_error"] == frozen["damaged_error"] > 0
 
 

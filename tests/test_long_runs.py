@@ -330,9 +330,10 @@ def test_the_console_speaks_from_the_first_seconds_and_tensorboard_from_the_firs
         run.wait_for(pattern)
         for pattern in (
             r"^Training test_mnist on binarized_mnist",
-            r"^Loading binarized_mnist "
-            r"\(train\+validation\) \.\.\.$",
-            r"^Loaded 60,000 training images in \d+\.\d s$",
+            r"^Loading binarized_mnist \(train\) \.\.\.$",
+            r"^Loaded 50,000 training images in \d+\.\d s$",
+            r"^Validation: 80 images drawn with seed 0 from binarized_mnist validation; "
+            r"the best checkpoint is kept by their loss$",
             r"^Building the training step \(tracing the graph\) \.\.\.$",
             r"^step 1 took \d+\.\d s \(building the step included\)$",
             r"^step 1/100,000 \[\.+\] \| loss \d+\.\d\d \(ELBO -\d+\.\d\d nats\)$",

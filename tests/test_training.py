@@ -248,7 +248,7 @@ def _free_ports(count):
 
 
 @pytest.mark.slow
-def test_multi_worker_training_keeps_workers_in_sync(tmp_path, data_dir):
+def test_multi_worker_training_keeps_workers_in_sync_and_equals_one_device(tmp_path, data_dir):
     ports = _free_ports(2)
     cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
     workers = []
@@ -297,6 +297,20 @@ def test_multi_worker_training_keeps_workers_in_sync(tmp_path, data_dir):
     assert chief.get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE") == 4
     for name in names:
         np.testing.assert_array_equal(chief.get_tensor(name), other.get_tensor(name), err_msg=name)
+    # And the two workers made the updates one device makes with the same
+    # global batch (the same data, noise and seeds; float sums apart).
+    preset = _preset("test_mnist", num_steps=4, checkpoint_every=2)
+    one = str(tmp_path / "one_device")
+    Trainer(preset, one, run=RunConfig(data_dir=data_dir)).train(4, progress=False)
+    alone = tf.train.load_checkpoint(os.path.join(one, "checkpoints"))
+    moved = 0
+    for name in names:
+        if name.startswith("optimizer/_trainable_variables/"):
+            np.testing.assert_allclose(
+                chief.get_tensor(name), alone.get_tensor(name), rtol=1e-4, atol=1e-6, err_msg=name
+            )
+            moved += 1
+    assert moved == 20
 
 
 @pytest.mark.slow

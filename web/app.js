@@ -56,7 +56,7 @@ async function loadModel(path) {
   }
   if (results.log_likelihood_nats !== undefined) {
     info.push(`test log-likelihood ${results.log_likelihood_nats.toFixed(2)} nats ` +
-              `(IWAE-${results.num_samples}, ${results.num_examples} test images)`);
+              `(IWAE-${results.num_samples}, ${results.num_examples} test images drawn at random)`);
   }
   document.getElementById("model-info").textContent = info.length ? `${info.join("; ")}.` : "";
   if (state.drawing) state.drawing.dispose();
