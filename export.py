@@ -10,8 +10,9 @@ that vnca_tf.serving.export describes, the preset and the training record;
 --tfjs converts the SavedModel's browser graphs (vnca_tf.serving.browser_graphs)
 to TensorFlow.js graph models with the official converter (serving.tfjs), with
 the model's evaluate.py results beside them when there are any.
---config.model.FIELD=VALUE changes a model field that keeps the weights'
-shapes (e.g. --config.model.max_steps=128) in what is exported.
+--config.model.FIELD=VALUE changes one of the model fields that keep a trained
+model's weights (configs.WEIGHT_KEEPING_FIELDS, e.g. --config.model.max_steps=128)
+in what is exported; any other is refused.
 """
 
 import json

@@ -14,6 +14,7 @@ Any config field can be set on top of the preset:
 """
 
 import dataclasses
+import datetime
 import os
 import shlex
 import sys
@@ -198,6 +199,41 @@ def summary(
     )
 
 
+def _record_start(run_folder, faults, model_dir, preset, run, trainer, strategy, changes):
+    """config.json: the settings and the first start of a new run; a resume's
+    start (its command, step, time and the changes it made) appended."""
+    from vnca_tf.training import distribution
+
+    start = {
+        "command": shlex.join(["python", "train.py", *sys.argv[1:]]),
+        "step": int(trainer.state.step.numpy()),
+        "time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "strategy": distribution.strategy_name(strategy),
+        "replicas": strategy.num_replicas_in_sync,
+        "changes": changes,
+    }
+    with faults.doing(f"Writing {model_dir}/config.json"):
+        if trainer.state.resumed_from:
+            if changes:
+                print(f"  resumed with: {'; '.join(changes)} (recorded in config.json)", flush=True)
+            run_folder.record_start(model_dir, start)
+            return
+        run_folder.save_config(
+            model_dir,
+            preset,
+            {
+                **dataclasses.asdict(run),
+                "command": start["command"],
+                "overrides": list(overrides.GIVEN),
+                "model_dir": model_dir,
+                "strategy": start["strategy"],
+                "replicas": start["replicas"],
+                "validation": trainer.inputs.describe_validation(),
+            },
+            start,
+        )
+
+
 def main(argv):
     del argv
     logging.set_verbosity(logging.WARNING)
@@ -215,10 +251,11 @@ def main(argv):
     tf = cli.start_tensorflow()  # After flag parsing: --help stays fast.
     from vnca_tf.common import faults, run_lock
     from vnca_tf.data import DataError
+    from vnca_tf.models.storage import WeightsMismatchError
     from vnca_tf.training import distribution, loop, run_folder
 
     try:
-        run_folder.check_resumable(model_dir, preset)
+        changes = run_folder.check_resumable(model_dir, preset, run)
         if run.deterministic:
             tf.config.experimental.enable_op_determinism()
         strategy = distribution.choose_strategy(run.strategy, run.worker_timeout)
@@ -254,22 +291,14 @@ def main(argv):
             return 0
         trainer.prepare()  # The data before anything is written: a failed start makes no folder.
         if trainer.chief:
-            with faults.doing(f"Writing {model_dir}/config.json"):
-                run_folder.save_config(
-                    model_dir,
-                    preset,
-                    {
-                        **dataclasses.asdict(run),
-                        "command": shlex.join(["python", "train.py", *sys.argv[1:]]),
-                        "overrides": list(overrides.GIVEN),
-                        "model_dir": model_dir,
-                        "strategy": distribution.strategy_name(strategy),
-                        "replicas": strategy.num_replicas_in_sync,
-                        "validation": trainer.inputs.describe_validation(),
-                    },
-                )
+            _record_start(run_folder, faults, model_dir, preset, run, trainer, strategy, changes)
         metrics = trainer.train(stop=stopper)
-    except (DataError, run_folder.RunFolderError, run_lock.LockedError) as error:
+    except (
+        DataError,
+        run_folder.RunFolderError,
+        run_lock.LockedError,
+        WeightsMismatchError,
+    ) as error:
         return cli.error(str(error))
     except faults.FaultError as fault:
         last = trainer.last_checkpoint()

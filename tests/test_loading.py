@@ -1,6 +1,7 @@
 """vnca_tf.load from each kind of source, VNCA.from_preset, Keras' own .keras
 files for every model kind, and config overrides from the command line."""
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -14,8 +15,9 @@ import tensorflow as tf
 from helpers import REPO, count_params, train_tiny
 
 import vnca_tf
+from vnca_tf import loading
 from vnca_tf.configs import overrides
-from vnca_tf.models import build_model, encoder, layers, nca
+from vnca_tf.models import build_model, encoder, layers, nca, storage
 from vnca_tf.serving.export import export
 
 KINDS = ["test_mnist", "test_mnist_damage", "test_mnist_baseline", "test_celeb_a"]
@@ -112,6 +114,84 @@ def test_load_says_where_it_looked(tmp_path):
         vnca_tf.load("mnsit_cpu")
     with pytest.raises(FileNotFoundError, match="holds no model"):
         vnca_tf.load(str(tmp_path))
+
+
+def _checkpoint_of(config, folder):
+    """A checkpoint of a model built from ``config`` with random weights."""
+    model = build_model(config)
+    _shuffled_weights(model)
+    return model, tf.train.Checkpoint(model=model).write(str(folder / "ckpt"))
+
+
+def test_weights_load_completely_or_are_refused_naming_fields_and_variables(tmp_path):
+    fewer = presets.get("test_mnist").model  # One residual block.
+    config = dataclasses.replace(fewer, num_residual_blocks=2)
+    trained, path = _checkpoint_of(config, tmp_path)
+    # Every variable read, and read values equal the trained ones.
+    same = build_model(config)
+    storage.read_weights(same, path, config)
+    for mine, theirs in zip(same.weights, trained.weights, strict=True):
+        np.testing.assert_array_equal(mine.numpy(), theirs.numpy())
+    # A block fewer: the shapes all fit, but the checkpoint's last block has no place.
+    truncated = build_model(fewer)
+    before = [weight.numpy() for weight in truncated.weights]
+    refusals = [
+        (
+            truncated,
+            config,
+            r"changed num_residual_blocks \(2 there, 1 here\); 4 of its "
+            r"variables have no place in the model: model/update_net/body_1/inner/_kernel",
+        ),
+        (truncated, None, r"fit this model; 4 of its variables have no place"),
+        (
+            build_model(dataclasses.replace(config, hidden_size=8)),
+            config,
+            r"changed hidden_size \(16 there, 8 here\); \d+ variables differ in shape: "
+            r"model/update_net/perceive/_kernel \(3, 3, 16, 16\) there, \(3, 3, 16, 8\) here",
+        ),
+        (
+            build_model(dataclasses.replace(config, encoder_input="unit_interval")),
+            config,
+            r"changed encoder_input \(likelihood_scale there, unit_interval here\)\. A trained",
+        ),
+    ]
+    for model, trained_config, message in refusals:
+        with pytest.raises(storage.WeightsMismatchError, match=message):
+            storage.read_weights(model, path, trained_config)
+    for weight, value in zip(truncated.weights, before, strict=True):
+        np.testing.assert_array_equal(weight.numpy(), value)  # Nothing was read.
+    # A block more than the checkpoint: the model's last block is not in it.
+    _, fewer_path = _checkpoint_of(fewer, tmp_path / "fewer")
+    with pytest.raises(
+        storage.WeightsMismatchError, match="4 of the model's variables are not in it"
+    ):
+        storage.read_weights(build_model(config), fewer_path)
+    # What keeps the weights loads: the steps, the update rate, the bins' convention.
+    retuned = dataclasses.replace(config, steps_per_stage=3, update_probability=0.5)
+    storage.read_weights(build_model(retuned), path, config)
+
+
+@pytest.mark.slow
+def test_a_change_that_does_not_keep_the_weights_is_refused_by_every_script(tmp_path):
+    shipped = os.path.join("saved_models", "mnist_cpu", "1")
+    with pytest.raises(storage.WeightsMismatchError, match="changed num_residual_blocks"):
+        loading.restore_saved_model(shipped, ["model.num_residual_blocks=1"])
+    for script, flags in [
+        ("evaluate.py", [f"--saved_model={shipped}", "--skip_likelihood", "--figures="]),
+        ("export.py", [f"--saved_model={shipped}", f"--export_dir={tmp_path / 'export'}"]),
+        (
+            "train.py",
+            [
+                presets.flag("test_mnist"),
+                f"--init_from={shipped}",
+                f"--model_dir={tmp_path / 'run'}",
+            ],
+        ),
+    ]:
+        result = _script(script, *flags, "--config.model.num_residual_blocks=1")
+        lines = result.stderr.strip().splitlines()
+        assert result.returncode == 2 and lines[-1].startswith("Error: The weights in"), lines
+        assert "num_residual_blocks (2 there, 1 here)" in lines[-1], lines
 
 
 def test_overrides_parse_by_type_and_refuse_what_is_not_a_field():

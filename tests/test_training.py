@@ -507,6 +507,86 @@ def test_kill_9_loses_at_most_the_steps_since_the_last_checkpoint(tmp_path, data
     assert result.returncode == 0, result.stderr[-2000:]
     resumed = tf.train.load_checkpoint(tf.train.latest_checkpoint(f"{model_dir}/checkpoints"))
     assert resumed.get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE") == saved + 5
+    # config.json keeps the settings the run started with, and a history of starts.
+    record = json.load(open(f"{model_dir}/config.json"))
+    assert record["train"]["num_steps"] == 100000 and "--log_every=5" in record["run"]["command"]
+    assert [start["step"] for start in record["starts"]] == [0, saved]
+    first, second = record["starts"]
+    assert first["command"] == record["run"]["command"] and first["changes"] == []
+    assert "--log_every" not in second["command"] and second["time"] >= first["time"]
+    assert second["changes"] == [
+        f"train.num_steps: 100000 -> {saved + 5}",
+        "train.log_every: 5 -> 100",
+    ]
+    assert f"resumed with: train.num_steps: 100000 -> {saved + 5}" in result.stdout
+    other = _run(args[:3] + [f"--num_steps={saved + 10}", "--batch_size=4"])
+    assert other.returncode == 2 and other.stderr.splitlines() == [
+        f"Error: {model_dir} holds a run with train.batch_size=8; this start asks for 4, which "
+        "would make the rest of it another run. Resume with the run's settings, or start a "
+        f"new run from its weights: --init_from={model_dir} --model_dir=NEW_FOLDER."
+    ]
+
+
+def _changed(preset, model=None, **train):
+    return dataclasses.replace(
+        preset,
+        model=dataclasses.replace(preset.model, **(model or {})),
+        train=dataclasses.replace(preset.train, **train),
+    )
+
+
+def test_a_resume_is_the_same_run_or_refused_naming_the_change(tmp_path):
+    preset, run = presets.get("test_mnist"), RunConfig(data_dir="/data")
+    model_dir = str(tmp_path)
+    run_folder.save_config(model_dir, preset, dataclasses.asdict(run), {"command": "first"})
+    # No checkpoint yet: nothing to resume, a start with other settings is a new run.
+    assert run_folder.check_resumable(model_dir, _changed(preset, batch_size=4), run) == []
+    checkpoint = tf.train.Checkpoint(step=tf.Variable(3))
+    tf.train.CheckpointManager(checkpoint, run_folder.checkpoint_folder(model_dir), 1).save()
+    accepted = run_folder.check_resumable(
+        model_dir,
+        _changed(preset, num_steps=40, log_every=5, checkpoint_minutes=1.5),
+        dataclasses.replace(run, data_dir="/moved", strategy="mirrored", jit_compile="on"),
+    )
+    assert accepted == [
+        "train.num_steps: 20 -> 40",
+        "train.log_every: 100 -> 5",
+        "train.checkpoint_minutes: 10.0 -> 1.5",
+        "run.jit_compile: 'auto' -> 'on'",
+        "run.data_dir: '/data' -> '/moved'",
+    ]
+    advice = f"--init_from={model_dir} --model_dir=NEW_FOLDER."
+    for changed, changed_run, message in [
+        (_changed(preset, batch_size=16), run, "train.batch_size=8; this start asks for 16"),
+        (_changed(preset, seed=1), run, "train.seed=0; this start asks for 1"),
+        (
+            _changed(preset, learning_rate_drops=(10,)),
+            run,
+            "learning_rate_drops=\\(\\); this start asks for \\(10,\\)",
+        ),
+        (_changed(preset, beta=2.0, seed=3), run, "train.beta=1.0; .* \\(and 1 more changes\\)"),
+        (_changed(preset, init_from="x"), run, "train.init_from=''; this start asks for 'x'"),
+        (_changed(preset, {"max_steps": 9}), run, "model.max_steps=64; this start asks for 9"),
+        (
+            preset,
+            dataclasses.replace(run, precision="mixed_bfloat16"),
+            "run.precision='float32'; this start asks for 'mixed_bfloat16'",
+        ),
+        (preset, dataclasses.replace(run, data_source="tfds"), "run.data_source='auto'"),
+    ]:
+        with pytest.raises(run_folder.RunFolderError, match=message) as refused:
+            run_folder.check_resumable(model_dir, changed, changed_run)
+        assert "would make the rest of it another run" in str(refused.value)
+        assert str(refused.value).endswith(advice)
+    for changed, message in [
+        (
+            _changed(preset, {"hidden_size": 8}),
+            "another model .*changed hidden_size \\(16 there, 8",
+        ),
+        (dataclasses.replace(preset, dataset="mnist"), "another model \\(test_mnist on binarized"),
+    ]:
+        with pytest.raises(run_folder.RunFolderError, match=message):
+            run_folder.check_resumable(model_dir, changed, run)
 
 
 @pytest.mark.slow
@@ -577,7 +657,7 @@ def test_cli_prints_and_saves_its_configuration_and_explains_bad_flags(tmp_path,
         (
             ["--init_from=saved_models/mnist_cpu/1"],
             {},
-            "are of another model than this preset's: latent_size 128 there, 16 here;",
+            "do not fit this model: changed latent_size (128 there, 16 here),",
         ),
         ([], {}, "Give exactly one of --dataset"),
     ],

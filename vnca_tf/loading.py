@@ -7,7 +7,6 @@ folders (training.run_folder), serving writes and reads exports, and the
 scripts and users come here to get a model back.
 """
 
-import contextlib
 import os
 from typing import Optional, Sequence
 
@@ -21,14 +20,15 @@ from vnca_tf.training import run_folder
 def restore(model_dir: str, which: str = "latest", changes: Sequence[str] = ()):
     """(model, preset, training record) from a run's latest or best checkpoint
     (the newest that reads); ``changes``: model-field overrides
-    ("model.field=value", configs.overrides) applied before the model is built."""
-    preset = with_changes(run_folder.read_preset(model_dir), changes)
+    ("model.field=value", configs.overrides) applied before the model is built,
+    of configs.WEIGHT_KEEPING_FIELDS only (storage.read_weights refuses others)."""
+    trained = run_folder.read_preset(model_dir)
+    preset = with_changes(trained, changes)
     model = build_model(preset.model)
-    with _fitting(changes, model_dir):
-        path = run_folder.read_newest_intact(
-            lambda path: storage.read_weights(model, path),
-            run_folder.checkpoint_paths(model_dir, which),
-        )
+    path = run_folder.read_newest_intact(
+        lambda path: storage.read_weights(model, path, trained.model),
+        run_folder.checkpoint_paths(model_dir, which),
+    )
     return model, preset, run_folder.training_record(model_dir, path)
 
 
@@ -37,11 +37,10 @@ def restore_saved_model(path: str, changes: Sequence[str] = ()):
     version folder ``path``, rebuilt from its preset and variables (so that an
     older export gains the signatures of this version); ``changes`` as in
     ``restore``."""
-    preset, training = storage.read_saved_model_assets(path)
-    preset = with_changes(preset, changes)
+    trained, training = storage.read_saved_model_assets(path)
+    preset = with_changes(trained, changes)
     model = build_model(preset.model)
-    with _fitting(changes, path):
-        storage.read_weights(model, os.path.join(path, storage.SAVED_MODEL_VARIABLES))
+    storage.read_weights(model, os.path.join(path, storage.SAVED_MODEL_VARIABLES), trained.model)
     return model, preset, training
 
 
@@ -52,21 +51,6 @@ def with_changes(preset, changes: Sequence[str]):
       ValueError: a bad override, or one of another section.
     """
     return overrides.apply(preset, RunConfig(), changes, ("model",))[0]
-
-
-@contextlib.contextmanager
-def _fitting(changes: Sequence[str], source: str):
-    """Says which overrides do not fit the weights in ``source``, if any."""
-    try:
-        yield
-    except ValueError as error:
-        if not changes:
-            raise
-        raise ValueError(
-            f"{overrides.describe(changes)} does not fit the weights in {source} ({error}); "
-            "a trained model takes only fields that keep its weights' shapes, e.g. "
-            "max_steps, update_probability or likelihood_convention."
-        ) from None
 
 
 def load_saved_model(path: str):

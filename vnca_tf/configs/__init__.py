@@ -17,11 +17,13 @@ from vnca_tf.configs.schema import (
     LIKELIHOOD_CONVENTIONS,
     PRECISIONS,
     STRATEGIES,
+    WEIGHT_KEEPING_FIELDS,
     ModelConfig,
     Preset,
     RunConfig,
     TrainConfig,
     data_dimensions,
+    weight_changing_fields,
 )
 
 __all__ = [
@@ -40,6 +42,7 @@ __all__ = [
     "Preset",
     "RunConfig",
     "TrainConfig",
+    "WEIGHT_KEEPING_FIELDS",
     "data_dimensions",
     "get_preset",
     "kind_of",
@@ -48,4 +51,5 @@ __all__ = [
     "preset_for",
     "preset_from_dict",
     "preset_to_dict",
+    "weight_changing_fields",
 ]

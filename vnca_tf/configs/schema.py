@@ -26,6 +26,18 @@ STRATEGIES = ("auto", "default", "mirrored", "multi_worker")
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 JIT_COMPILE = ("auto", "on", "off")
 CHECKPOINTS = ("latest", "best")
+# The ModelConfig fields a trained model's weights keep their meaning under:
+# how long and how often its NCA runs, and the convention its likelihood is
+# measured in. Loading with changes (vnca_tf.load, evaluate.py and export.py's
+# --config.model.*) and a fine-tune (init_from) accept changes to these alone;
+# any other field makes another model.
+WEIGHT_KEEPING_FIELDS = (
+    "min_steps",
+    "max_steps",
+    "steps_per_stage",
+    "update_probability",
+    "likelihood_convention",
+)
 ENCODER_DOWNSAMPLING = 16  # Four stride-2 convolutions.
 
 
@@ -298,6 +310,18 @@ def data_dimensions(dataset: str, image_shape) -> int:
     and Noto Emoji resized to it)."""
     height, width, channels = NATIVE_SHAPES.get(dataset, tuple(image_shape))
     return height * width * channels
+
+
+def weight_changing_fields(trained: "ModelConfig", other: "ModelConfig") -> Tuple[str, ...]:
+    """ "field (A there, B here)" for each field outside WEIGHT_KEEPING_FIELDS in
+    which ``other`` differs from the ``trained`` model's config: what the
+    trained weights cannot be read into."""
+    return tuple(
+        f"{field.name} ({getattr(trained, field.name)} there, {getattr(other, field.name)} here)"
+        for field in dataclasses.fields(ModelConfig)
+        if field.name not in WEIGHT_KEEPING_FIELDS
+        and getattr(trained, field.name) != getattr(other, field.name)
+    )
 
 
 def _check_at_least(config, minimum: int, names) -> None:

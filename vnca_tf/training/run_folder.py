@@ -24,9 +24,6 @@ from vnca_tf.common import cli
 from vnca_tf.models import storage
 
 CONFIG_FILE = "config.json"
-# ModelConfig fields a fine-tune (init_from) may change: the non-doubling step
-# range sets how long the NCA runs, not the shapes of its weights.
-RETUNABLE_FIELDS = ("min_steps", "max_steps")
 CHECKPOINT_FOLDERS = {"latest": "checkpoints", "best": "best"}
 STEP = "step"  # Checkpoint names of the training step and the training time.
 TRAIN_SECONDS = "train_seconds"
@@ -49,12 +46,38 @@ def checkpoint_folder(model_dir: str, which: str = "latest", worker: Optional[st
     return os.path.join(base, CHECKPOINT_FOLDERS[which])
 
 
-def save_config(model_dir: str, preset: configs.Preset, run: Optional[dict] = None) -> str:
-    """Writes the resolved preset (and train.py's ``run`` settings) as config.json."""
+def save_config(
+    model_dir: str, preset: configs.Preset, run: Optional[dict] = None, start: Optional[dict] = None
+) -> str:
+    """Writes config.json: the resolved preset, train.py's ``run`` settings
+    (both as the run started: a start that finds no checkpoint is a new run)
+    and its history of starts, ``start`` the newest (record_start appends a
+    resume's, and never rewrites the settings). The
+    file is replaced in one rename: a reader on a shared disk sees the old file
+    or the new, never half of one."""
     os.makedirs(model_dir, exist_ok=True)
+    earlier = []  # Starts that wrote no checkpoint, kept in the history.
+    if os.path.isfile(os.path.join(model_dir, CONFIG_FILE)):
+        earlier = read_config(model_dir).get("starts", [])
+    starts = earlier + ([start] if start else [])
+    return _write_config(
+        model_dir, {**configs.preset_to_dict(preset), "run": run or {}, "starts": starts}
+    )
+
+
+def record_start(model_dir: str, start: dict) -> str:
+    """Appends ``start`` (command, step, time, accepted changes) to the history
+    of a run's config.json, whose settings stay as the run started."""
+    record = read_config(model_dir)
+    record["starts"] = [*record.get("starts", []), start]
+    return _write_config(model_dir, record)
+
+
+def _write_config(model_dir: str, record: dict) -> str:
     path = os.path.join(model_dir, CONFIG_FILE)
-    with open(path, "w") as f:
-        json.dump({**configs.preset_to_dict(preset), "run": run or {}}, f, indent=2, default=str)
+    with open(path + ".tmp", "w") as f:
+        json.dump(record, f, indent=2, default=str)
+    os.replace(path + ".tmp", path)
     return path
 
 
@@ -74,22 +97,111 @@ def read_preset(model_dir: str) -> configs.Preset:
     return configs.preset_from_dict(read_config(model_dir))
 
 
-def check_resumable(model_dir: str, preset: configs.Preset) -> None:
-    """Refuses a model_dir that is not a folder, or holds a run of another
-    model than ``preset``'s."""
+# What a resume may change: settings that decide when the run reports,
+# validates and saves, how long it runs, and how it executes (the strategy and
+# replicas over the same global batch, XLA, recomputation, microbatches: the
+# same updates to float rounding; the data's folder, not the data; each
+# start records its strategy and replica count in the history). Every
+# other field of the model, training or run (batch size, seed, schedule,
+# data, precision, ...) would make the rest of the run another run.
+RESUME_ACCEPTS = {
+    "train": (
+        "num_steps",
+        "log_every",
+        "log_minutes",
+        "validation_every",
+        "validation_batches",
+        "image_every",
+        "checkpoint_every",
+        "checkpoint_minutes",
+        "keep_checkpoints",
+        "max_nonfinite",
+    ),
+    "run": (
+        "jit_compile",
+        "recompute",
+        "microbatches",
+        "data_dir",
+        "deterministic",
+        "worker_timeout",
+    ),
+}
+
+
+def check_resumable(
+    model_dir: str, preset: configs.Preset, run: Optional[configs.RunConfig] = None
+) -> List[str]:
+    """The changes ("train.num_steps: 20 -> 40") that this start makes to the
+    run in ``model_dir``, all of RESUME_ACCEPTS ([] for a new folder, or one
+    with no checkpoint yet: a fresh start).
+
+    Raises:
+      RunFolderError: ``model_dir`` is a file; it holds a run of another
+        model or dataset; or this start changes a setting a resume must keep.
+    """
     if os.path.exists(model_dir) and not os.path.isdir(model_dir):
         raise RunFolderError(
             f"--model_dir {model_dir} is a file, not a folder; pass a "
             "folder (new or of this run) for the run's checkpoints."
         )
     if not os.path.isfile(os.path.join(model_dir, CONFIG_FILE)):
-        return
-    saved = read_preset(model_dir)
-    if saved.model != preset.model or saved.dataset != preset.dataset:
+        return []
+    record = read_config(model_dir)
+    saved = configs.preset_from_dict(record)
+    another = configs.weight_changing_fields(saved.model, preset.model)
+    if another or saved.dataset != preset.dataset:
         raise RunFolderError(
-            f"{model_dir} holds a run of another model ({saved.name} on "
-            f"{saved.dataset}); pick a new --model_dir to train {preset.name}."
+            f"{model_dir} holds a run of another model ({saved.name} on {saved.dataset}"
+            + (f"; changed {', '.join(another)}" if another else "")
+            + f"); pick a new --model_dir to train {preset.name}."
         )
+    if tf.train.get_checkpoint_state(checkpoint_folder(model_dir)) is None:
+        return []
+    changes = _differences(
+        [
+            ("model", saved.model, preset.model),
+            ("train", saved.train, preset.train),
+            ("run", _saved_run_config(record.get("run", {}), run), run),
+        ]
+    )
+    refused = [change for change in changes if change[0] not in RESUME_ACCEPTS.get(change[1], ())]
+    if refused:
+        field, section, old, new = refused[0]
+        raise RunFolderError(
+            f"{model_dir} holds a run with {section}.{field}={old!r}; this start asks for "
+            f"{new!r}, which would make the rest of it another run"
+            + (f" (and {len(refused) - 1} more changes)" if len(refused) > 1 else "")
+            + f". Resume with the run's settings, or start a new run from its weights: "
+            f"--init_from={model_dir} --model_dir=NEW_FOLDER."
+        )
+    return [f"{section}.{field}: {old!r} -> {new!r}" for field, section, old, new in changes]
+
+
+def _saved_run_config(run: dict, new: Optional[configs.RunConfig]):
+    """The RunConfig a run started with (None for a config.json without one).
+    Its strategy is taken from ``new``: config.json records the strategy a
+    start resolved ("default", "mirrored", ...), and each start's own in its
+    history, which a resume may change."""
+    names = {field.name for field in dataclasses.fields(configs.RunConfig)}
+    if new is None or not names <= set(run):
+        return None
+    return dataclasses.replace(
+        configs.RunConfig(**{name: run[name] for name in names - {"strategy"}}),
+        strategy=new.strategy,
+    )
+
+
+def _differences(sections) -> list:
+    """(field, section, old, new) of each field whose value differs between
+    the old and new config of each (section, old, new); a section whose old
+    or new is None is not compared."""
+    return [
+        (field.name, section, getattr(old, field.name), getattr(new, field.name))
+        for section, old, new in sections
+        if old is not None and new is not None
+        for field in dataclasses.fields(old)
+        if getattr(old, field.name) != getattr(new, field.name)
+    ]
 
 
 def remove_temporary_checkpoints(folder: str) -> None:
@@ -165,13 +277,14 @@ def training_record(model_dir: str, path: str) -> dict:
 def read_initial_weights(model, source: str) -> str:
     """Reads the weights of ``model`` from ``source`` (a SavedModel version
     folder, or a training folder's latest checkpoint) to fine-tune from;
-    returns the path read. Raises RunFolderError if ``source`` is neither or
-    holds another model (one that differs in more than RETUNABLE_FIELDS)."""
+    returns the path read. Raises RunFolderError if ``source`` is neither, and
+    storage.WeightsMismatchError if it holds another model (one that differs
+    outside configs.WEIGHT_KEEPING_FIELDS, or whose variables do not match)."""
     if storage.is_saved_model(source):
-        source_model = storage.read_saved_model_assets(source)[0].model
+        trained = storage.read_saved_model_assets(source)[0].model
         paths = [os.path.join(source, storage.SAVED_MODEL_VARIABLES)]
     elif os.path.isfile(os.path.join(source, CONFIG_FILE)):
-        source_model = read_preset(source).model
+        trained = read_preset(source).model
         paths = checkpoint_paths(source)
     else:
         raise RunFolderError(
@@ -179,16 +292,4 @@ def read_initial_weights(model, source: str) -> str:
             "saved_model.pb, e.g. saved_models/mnist_heal_cpu/1) nor a training folder "
             f"(with {CONFIG_FILE}); pass one of those."
         )
-    differences = [
-        f"{field.name} {getattr(source_model, field.name)} there, "
-        f"{getattr(model.config, field.name)} here"
-        for field in dataclasses.fields(source_model)
-        if field.name not in RETUNABLE_FIELDS
-        and getattr(source_model, field.name) != getattr(model.config, field.name)
-    ]
-    if differences:
-        raise RunFolderError(
-            f"The weights in {source} are of another model than this "
-            f"preset's: {'; '.join(differences)}."
-        )
-    return read_newest_intact(lambda path: storage.read_weights(model, path), paths)
+    return read_newest_intact(lambda path: storage.read_weights(model, path, trained), paths)
