@@ -709,6 +709,32 @@ def test_pool_damages_its_share_of_the_pooled_half_batch(damaged, expected):
     np.testing.assert_array_equal(zeroed, [4] * expected + [0] * (4 - expected))
 
 
+def test_an_odd_batch_takes_its_smaller_half_from_the_pool_as_the_authors_do():
+    pool = Pool(8, (4, 4, 1), (4, 4, 2), damage_size=2, replica_batch=5)
+    pool.refill(0, tf.fill([8, 4, 4, 1], 7), tf.ones([8, 4, 4, 2]), seed=[0, 1])
+    images = tf.zeros([5, 4, 4, 1], tf.uint8)
+    mixed, start, use_start = pool.mix(images, replica=0, seed=tf.constant([2, 3]))
+    np.testing.assert_array_equal(use_start.numpy(), [False] * 3 + [True] * 2)
+    np.testing.assert_array_equal(mixed.numpy().max((1, 2, 3)), [0, 0, 0, 7, 7])
+    assert start.shape == (5, 4, 4, 2) and (start.numpy()[:3] == 0).all()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("batch_size, replicas, pool_size", [(5, 1, 11), (7, 1, 15), (10, 2, 16)])
+def test_pool_runs_train_on_every_batch_size_and_replica_count(
+    batch_size, replicas, pool_size, tmp_path, data_dir
+):
+    preset = _preset("test_mnist_damage", batch_size=batch_size, pool_size=16, damage_size=2)
+    devices = [f"/cpu:{index}" for index in range(replicas)]
+    strategy = tf.distribute.MirroredStrategy(devices) if replicas > 1 else None
+    trainer = Trainer(preset, str(tmp_path), strategy, run=RunConfig(data_dir=data_dir))
+    metrics = trainer.train(3, progress=False)
+    assert np.isfinite(metrics["loss"]) and metrics["skipped"] == 0
+    # Served from step 2 on: size = batch, then + batch - served (half of each
+    # replica's batch, rounded down) per step, at most the capacity.
+    assert int(trainer.state.pool.size.numpy()) == pool_size
+
+
 def test_init_from_a_saved_model_starts_from_its_function():
     path = os.path.join(REPO, "saved_models", "mnist_heal_cpu", "1")
     model = build_model(presets.get("mnist_heal_cpu").model)

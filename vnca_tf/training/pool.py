@@ -2,7 +2,7 @@
 
 As the authors' code does it: when the pool holds more than half a batch, the
 first half-batch of its entries is taken out and continued from (their cell
-states replace the second half of the batch's seeds; the first half of those,
+states replace the last half of the batch's seeds, rounded down; the first half of those,
 or the fraction ``damaged``, get a zeroed square); after the step every new
 (image, final cell state) pair goes in, the pool is shuffled and cut to its
 capacity. Entries live in tf.Variables of fixed shape (capacity, ...) with a
@@ -62,6 +62,7 @@ class Pool(tf.Module):
         the first ``damaged`` of those damaged (a zeroed square from ``seed``).
         Returns (images, start_cells, use_start); see VAE.loss_terms."""
         half, damaged = self.served_per_replica, self.damaged_per_replica
+        fresh = self.replica_batch - half  # The larger half of an odd batch, as the authors'.
         use_pool = self.can_serve(self.served)
         pool_images, pool_cells = self.head(replica * half, half)
         damaged_cells = damage_square(
@@ -69,9 +70,11 @@ class Pool(tf.Module):
             self.damage_size,
             tf.random.experimental.stateless_fold_in(seed, replica),
         )
-        start_cells = tf.concat([tf.zeros_like(pool_cells), damaged_cells, pool_cells[damaged:]], 0)
-        use_start = use_pool & (tf.range(self.replica_batch) >= half)
-        images = tf.where(use_pool, tf.concat([images[:half], pool_images], 0), images)
+        start_cells = tf.concat(
+            [tf.zeros([fresh, *pool_cells.shape[1:]]), damaged_cells, pool_cells[damaged:]], 0
+        )
+        use_start = use_pool & (tf.range(self.replica_batch) >= fresh)
+        images = tf.where(use_pool, tf.concat([images[:fresh], pool_images], 0), images)
         return images, start_cells, use_start
 
     def update(self, images, final_cells, seed):

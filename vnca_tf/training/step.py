@@ -110,7 +110,8 @@ class TrainingStep:
         )
         gradients, sums, final = microbatches.accumulate(loss_and_gradients, inputs, self.parts)
         gradients, sums = context.all_reduce(tf.distribute.ReduceOp.SUM, (gradients, sums))
-        return gradients, sums, images, final
+        # As int32: the gather of the pool's update has no uint8 kernel on CPUs.
+        return gradients, sums, tf.cast(images, tf.int32), final
 
     def _distributed_step(self, batch):
         state, strategy = self.state, self.strategy
