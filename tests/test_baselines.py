@@ -1,9 +1,12 @@
+import dataclasses
+
 import numpy as np
 import presets
 import pytest
 import tensorflow as tf
 from helpers import count_params
 
+from vnca_tf.configs import paper
 from vnca_tf.models import build_model
 from vnca_tf.models.baselines import ConvBaseline
 from vnca_tf.models.vnca import VNCA
@@ -32,6 +35,62 @@ def test_baseline_decoder_output_covers_the_image(name, cells, rng):
     model = build_model(presets.get(name).model)
     z = rng.normal(size=(2, model.config.latent_size)).astype(np.float32)
     assert model.decode_cells(z).shape == cells
+
+
+def _torch_conv_transpose(x, weight, bias, stride, padding, output_padding=0):
+    """PyTorch's ConvTranspose2d as its documentation defines it, in NumPy, on
+    NHWC ``x`` with a (in, out, k, k) ``weight``: out[y, x] gathers
+    in[i, j] * weight[:, :, a, b] where y = i * stride - padding + a; the
+    output has (n - 1) * stride - 2 * padding + k + output_padding rows."""
+    batch, height, width, _ = x.shape
+    _, channels, kernel, _ = weight.shape
+    size = [(n - 1) * stride - 2 * padding + kernel + output_padding for n in (height, width)]
+    out = np.zeros((batch, *size, channels)) + bias
+    for i in range(height):
+        for j in range(width):
+            for a in range(kernel):
+                for b in range(kernel):
+                    y, z = i * stride - padding + a, j * stride - padding + b
+                    if 0 <= y < size[0] and 0 <= z < size[1]:
+                        out[:, y, z] += x[:, i, j] @ weight[:, :, a, b]
+    return out
+
+
+def _elu(x):
+    return np.where(x > 0, x, np.expm1(np.minimum(x, 0)))
+
+
+@pytest.mark.parametrize(
+    "config, last_padding",
+    [
+        (presets.get("test_mnist_baseline").model, 4),  # The authors' pad + 2: 32 -> 28.
+        (
+            dataclasses.replace(
+                paper.CELEB_A_BASELINE, latent_size=12, encoder_channels=2, baseline_channels=32
+            ),
+            2,
+        ),
+    ],
+)
+def test_baseline_decoder_is_the_authors_pytorch_layout(config, last_padding, rng):
+    model = build_model(config)
+    for weight in model.weights:  # Biases too, so that a shifted crop shows.
+        weight.assign(0.1 * rng.standard_normal(weight.shape).astype(np.float32))
+    z = rng.normal(size=(2, config.latent_size)).astype(np.float32)
+    dense = z @ model.dense.kernel.numpy() + model.dense.bias.numpy()
+    hidden = (_elu(dense) if config.baseline_dense_elu else dense).reshape(
+        2, 2, 2, config.baseline_channels
+    )
+    torch_weight = lambda layer: layer.kernel.numpy().transpose(3, 2, 0, 1)  # noqa: E731
+    for layer in model.upsamplers:
+        hidden = _elu(
+            _torch_conv_transpose(hidden, torch_weight(layer), layer.bias.numpy(), 2, 2, 1)
+        )
+    expected = _torch_conv_transpose(
+        hidden, torch_weight(model.out), model.out.bias.numpy(), 1, last_padding
+    )
+    assert expected.shape[1:3] == config.image_shape[:2]
+    np.testing.assert_allclose(model.decode_cells(z).numpy(), expected, rtol=1e-4, atol=1e-5)
 
 
 def test_baseline_damage_before_an_up_convolution_zeroes_the_right_half(rng):

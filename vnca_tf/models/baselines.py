@@ -3,7 +3,7 @@
 The VNCA's encoder; a dense layer from z to a 2x2 grid of ``baseline_channels``
 (an ELU after it in A.1, none in A.6); stride-2 5x5 transposed convolutions, each
 doubling the grid and halving the channels, with ELUs, until the grid covers the
-image; a last 5x5 transposed convolution to the likelihood's channels, cropped
+image (cropped as PyTorch's padding=2, output_padding=1 does); a last 5x5 transposed convolution to the likelihood's channels, cropped
 to the image (PyTorch's padding: 4 for 28x28 MNIST, 2 for 64x64 CelebA).
 Every layer starts from PyTorch's default initialisation, as the authors' did.
 """
@@ -49,7 +49,6 @@ class ConvBaseline(VAE):
                     channels // 2 ** (i + 1),
                     _KERNEL,
                     strides=2,
-                    padding="same",
                     activation="elu",
                     name=f"upsample_{i}",
                     **torch_defaults(channels // 2 ** (i + 1) * _KERNEL**2),
@@ -57,6 +56,10 @@ class ConvBaseline(VAE):
                 for i in range(self.num_upsamplings)
             ),
         )
+        # The authors' up-convolution is PyTorch's ConvTranspose2d(5, stride=2,
+        # padding=2, output_padding=1): of the full 2n + 3 outputs it keeps
+        # [2, 2n + 2). (Keras' padding="same" keeps [1, 2n + 1), a pixel off.)
+        self.pytorch_crop = layers.Cropping2D(((2, 1), (2, 1)), name="pytorch_crop")
         cell_channels = self.likelihood.cell_channels
         self.out = layers.Conv2DTranspose(
             cell_channels, _KERNEL, name="out", **torch_defaults(cell_channels * _KERNEL**2)
@@ -65,7 +68,7 @@ class ConvBaseline(VAE):
         shape = (None, INITIAL_SIDE, INITIAL_SIDE, channels)
         for layer in self.upsamplers:
             layer.build(shape)
-            shape = layer.compute_output_shape(shape)
+            shape = self.pytorch_crop.compute_output_shape(layer.compute_output_shape(shape))
         self.out.build(shape)
         self.built = True
 
@@ -99,7 +102,7 @@ class ConvBaseline(VAE):
         for index, layer in enumerate(self.upsamplers):
             if index == damage_before:
                 hidden = damage_right_half(hidden)
-            hidden = layer(hidden)
+            hidden = self.pytorch_crop(layer(hidden))
         if damage_before == self.num_upsamplings:
             hidden = damage_right_half(hidden)
         out = self.out(hidden)
