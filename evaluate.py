@@ -260,7 +260,7 @@ def _draw(model, preset, names, images, baseline, output_dir):
     if "tsne" in names:
         tsne_images, labels = batch, None
         if preset.dataset in ("binarized_mnist", "mnist"):
-            pairs = data.load(
+            pairs = data.load_split(
                 "mnist",
                 FLAGS.split,
                 data_dir=FLAGS.data_dir,

@@ -121,7 +121,9 @@ def preset_and_images(name, batch, data_dir):
         ),
     )
     images = (
-        data.load(preset.dataset, "test", data_dir=data_dir, image_size=preset.model.image_shape[0])
+        data.load_split(
+            preset.dataset, "test", data_dir=data_dir, image_size=preset.model.image_shape[0]
+        )
         .take(max(batch, 16) * 4)
         .cache()
     )

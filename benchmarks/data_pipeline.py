@@ -3,7 +3,7 @@
     python benchmarks/data_pipeline.py --data_dir=../shared/data [--json=out.json]
 
 For each dataset: the first pass (read, decode, preprocess, fill the cache; it
-happens once, inside data.load) and the steady state a training run sees
+happens once, inside data.load_split) and the steady state a training run sees
 (cached, shuffled, repeated, batches of 32, prefetched).
 """
 
@@ -25,7 +25,7 @@ CASES = (
 def measure(name, split, size, data_dir=None, batch_size=32, num_batches=2000):
     """First-pass and steady-state images/s of one dataset's pipeline."""
     start = time.perf_counter()
-    dataset = data.load(
+    dataset = data.load_split(
         name,
         split,
         data_dir=data_dir,
@@ -36,7 +36,7 @@ def measure(name, split, size, data_dir=None, batch_size=32, num_batches=2000):
         drop_remainder=True,
     )
     first_pass = time.perf_counter() - start
-    num_images = int(data.load(name, split, data_dir=data_dir, image_size=size).cardinality())
+    num_images = int(data.load_split(name, split, data_dir=data_dir, image_size=size).cardinality())
     iterator = iter(dataset)
     for _ in range(20):  # Warm-up: fill the shuffle buffer and prefetch.
         next(iterator)

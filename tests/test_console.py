@@ -134,3 +134,8 @@ def test_a_run_of_more_than_a_day_here_gets_a_line_naming_a_cpu_preset():
     assert "--preset=mnist_damage_cpu" in long_run_note(47.0, 99_998, 2, damage)
     assert "on 2 GPU(s)" in long_run_note(47.0, 99_998, 2, damage)
     assert long_run_note(0.5, 99_998, 0, celeb_a) is None  # 14 hours: no line.
+    baseline = long_run_note(20.0, 99_998, 0, presets.get("celeb_a_baseline").model)
+    assert baseline.endswith(
+        "On a machine like this, train it on GPUs: no convolutional baseline preset is "
+        "made for a CPU."
+    )

@@ -38,7 +38,7 @@ def _array(dataset):
     ],
 )
 def test_split_sizes(data_dir, name, split, size):
-    assert _count(data.load(name, split, data_dir=data_dir)) == size
+    assert _count(data.load_split(name, split, data_dir=data_dir)) == size
 
 
 def test_paper_training_splits():
@@ -48,7 +48,7 @@ def test_paper_training_splits():
 
 def test_mnist_has_labels_and_is_binarized_at_128(data_dir):
     for split, size in (("train", 60_000), ("test", 10_000)):
-        pairs = data.load("mnist", split, data_dir=data_dir, image_size=28, with_labels=True)
+        pairs = data.load_split("mnist", split, data_dir=data_dir, image_size=28, with_labels=True)
         batches = [(i.numpy(), labels.numpy()) for i, labels in pairs.batch(10_000)]
         images, labels = zip(*batches, strict=True)
         images, labels = np.concatenate(images), np.concatenate(labels)
@@ -71,7 +71,9 @@ def test_mnist_has_labels_and_is_binarized_at_128(data_dir):
     ],
 )
 def test_shapes_dtypes_and_value_ranges(data_dir, name, size, channels, max_value):
-    batch = next(iter(data.load(name, "test", data_dir=data_dir, image_size=size, batch_size=64)))
+    batch = next(
+        iter(data.load_split(name, "test", data_dir=data_dir, image_size=size, batch_size=64))
+    )
     assert batch.dtype == tf.uint8
     assert batch.shape == (64, size, size, channels)
     values = np.unique(batch.numpy())
@@ -83,8 +85,8 @@ def test_shapes_dtypes_and_value_ranges(data_dir, name, size, channels, max_valu
 
 
 def test_padding_centres_the_digit_in_zeros(data_dir):
-    small = _array(data.load("binarized_mnist", "test", data_dir=data_dir, image_size=28))
-    padded = _array(data.load("binarized_mnist", "test", data_dir=data_dir, image_size=32))
+    small = _array(data.load_split("binarized_mnist", "test", data_dir=data_dir, image_size=28))
+    padded = _array(data.load_split("binarized_mnist", "test", data_dir=data_dir, image_size=32))
     np.testing.assert_array_equal(padded[:, 2:30, 2:30], small)
     border = padded.copy()
     border[:, 2:30, 2:30] = 0
@@ -94,7 +96,7 @@ def test_padding_centres_the_digit_in_zeros(data_dir):
 
 def test_the_same_seed_gives_the_same_order(data_dir):
     def first_batches(seed):
-        dataset = data.load(
+        dataset = data.load_split(
             "binarized_mnist",
             "validation",
             data_dir=data_dir,
@@ -109,7 +111,7 @@ def test_the_same_seed_gives_the_same_order(data_dir):
     first = first_batches(7)
     np.testing.assert_array_equal(first_batches(7), first)
     assert np.any(first_batches(8) != first)
-    unshuffled = _array(data.load("binarized_mnist", "validation", data_dir=data_dir))[:16]
+    unshuffled = _array(data.load_split("binarized_mnist", "validation", data_dir=data_dir))[:16]
     assert np.any(first[0] != unshuffled)
 
 
@@ -141,8 +143,8 @@ def test_celeb_a_resize_and_centre_crop(data_dir):
     expected_plain = tf.image.resize(tf.cast(image, tf.float32), (64, 64), antialias=True)
     square = image[20:198]  # The central 178x178.
     expected_crop = tf.image.resize(tf.cast(square, tf.float32), (64, 64), antialias=True)
-    plain = next(iter(data.load("celeb_a", "train", data_dir=data_dir))).numpy()
-    crop = next(iter(data.load("celeb_a", "train", data_dir=data_dir, crop=True))).numpy()
+    plain = next(iter(data.load_split("celeb_a", "train", data_dir=data_dir))).numpy()
+    crop = next(iter(data.load_split("celeb_a", "train", data_dir=data_dir, crop=True))).numpy()
     np.testing.assert_allclose(plain, np.round(expected_plain), atol=1)
     np.testing.assert_allclose(crop, np.round(expected_crop), atol=1)
     assert np.abs(plain.astype(int) - crop.astype(int)).mean() > 5
@@ -152,7 +154,7 @@ def test_celeb_a_pixels_are_the_authors(data_dir, fidelity_dir):
     # The fidelity fixture's images are what the authors' model saw (PIL's
     # decoder and bilinear resize) for the first two test images.
     fixture = np.load(os.path.join(fidelity_dir, "celeba.npz"))
-    ours = _array(data.load("celeb_a", "test", data_dir=data_dir).take(2)).astype(int)
+    ours = _array(data.load_split("celeb_a", "test", data_dir=data_dir).take(2)).astype(int)
     difference = np.abs(ours - fixture["x_uint8"].astype(int))
     assert difference.max() <= 1 and (difference > 0).mean() < 0.002
     # The default (fast) IDCT would change 64% of the decoded values.
@@ -172,7 +174,7 @@ def test_noto_emoji_transparency_becomes_white(tmp_path):
     folder.mkdir(parents=True)
     for i in range(5):
         tf.io.write_file(str(folder / f"emoji_u{i:04x}.png"), tf.io.encode_png(rgba))
-    images = _array(data.load("noto_emoji", "train", data_dir=str(tmp_path), image_size=128))
+    images = _array(data.load_split("noto_emoji", "train", data_dir=str(tmp_path), image_size=128))
     assert images.shape == (4, 128, 128, 3)  # 5 files: 1 test, 4 train.
     np.testing.assert_array_equal(images[0, 10, 10], [255, 0, 0])
     np.testing.assert_allclose(images[0, 80, 10], [127, 127, 127], atol=1)
@@ -230,7 +232,7 @@ def test_torch_randperm_is_reproduced():
 )
 def test_tensorflow_datasets_source(name, features):
     with tfds.testing.mock_data(num_examples=12):
-        dataset = data.load(
+        dataset = data.load_split(
             name, "test", source="tfds", with_labels=features == "labels", batch_size=4
         )
         batch = next(iter(dataset))
@@ -263,7 +265,7 @@ def test_tensorflow_datasets_prepares_and_serves_the_original_files(tmp_path, da
 
     with mock.patch.object(tfds.download.DownloadManager, "download", download):
         served = _array(
-            data.load(
+            data.load_split(
                 "binarized_mnist",
                 "train+validation",
                 source="tfds",
@@ -271,12 +273,12 @@ def test_tensorflow_datasets_prepares_and_serves_the_original_files(tmp_path, da
             )
         )
     local = _array(
-        data.load("binarized_mnist", "train+validation", source="local", data_dir=str(files))
+        data.load_split("binarized_mnist", "train+validation", source="local", data_dir=str(files))
     )
     assert served.shape == local.shape == (12, 32, 32, 1)
     assert sorted(map(bytes, served)) == sorted(map(bytes, local))
     again = _array(
-        data.load(
+        data.load_split(
             "binarized_mnist",
             "test",
             tfds_dir=str(tmp_path / "tfds"),
@@ -289,20 +291,20 @@ def test_tensorflow_datasets_prepares_and_serves_the_original_files(tmp_path, da
 def test_no_data_anywhere_names_files_folders_and_sources(tmp_path, monkeypatch):
     monkeypatch.delenv(data.DATA_DIR_ENV, raising=False)
     with pytest.raises(DataError) as error:
-        data.load("binarized_mnist", data_dir=str(tmp_path), tfds_dir=str(tmp_path / "tfds"))
+        data.load_split("binarized_mnist", data_dir=str(tmp_path), tfds_dir=str(tmp_path / "tfds"))
     message = str(error.value)
     assert "binarized_mnist_{train,valid,test}.amat" in message
     assert str(tmp_path / "binarized_mnist") in message
     assert "source='tfds'" in message and "VNCA_DATA_DIR" in message
     with pytest.raises(DataError, match="no data_dir was given"):
-        data.load("celeb_a", source="local")
+        data.load_split("celeb_a", source="local")
     with pytest.raises(DataError, match="tensorflow-datasets does not have it"):
-        data.load("noto_emoji", data_dir=str(tmp_path))
+        data.load_split("noto_emoji", data_dir=str(tmp_path))
 
 
 def test_data_dir_comes_from_the_environment(data_dir, monkeypatch):
     monkeypatch.setenv(data.DATA_DIR_ENV, data_dir)
-    assert _count(data.load("celeb_a", "test")) == 660
+    assert _count(data.load_split("celeb_a", "test")) == 660
 
 
 def _small_celeba(tmp_path, data_dir, names, csv=False):
@@ -323,7 +325,7 @@ def _small_celeba(tmp_path, data_dir, names, csv=False):
 
 def test_kaggle_partition_csv_is_accepted(tmp_path, data_dir):
     _small_celeba(tmp_path, data_dir, ["000002.jpg", "000058.jpg"], csv=True)
-    assert _count(data.load("celeb_a", "train", data_dir=str(tmp_path))) == 2
+    assert _count(data.load_split("celeb_a", "train", data_dir=str(tmp_path))) == 2
 
 
 def test_corrupt_image_is_named(tmp_path, data_dir):
@@ -331,14 +333,14 @@ def test_corrupt_image_is_named(tmp_path, data_dir):
     bad = folder / "img_align_celeba" / "000058.jpg"
     bad.write_bytes(bad.read_bytes()[:300])  # Truncated.
     with pytest.raises(DataError, match="Cannot decode image .*000058.jpg"):
-        data.load("celeb_a", "train", data_dir=str(tmp_path))
+        data.load_split("celeb_a", "train", data_dir=str(tmp_path))
 
 
 def test_missing_listed_image_is_named(tmp_path, data_dir):
     folder = _small_celeba(tmp_path, data_dir, ["000002.jpg", "000058.jpg"])
     os.remove(folder / "img_align_celeba" / "000058.jpg")
     with pytest.raises(DataError, match="1 image.*missing.*000058.jpg"):
-        data.load("celeb_a", "train", data_dir=str(tmp_path))
+        data.load_split("celeb_a", "train", data_dir=str(tmp_path))
 
 
 def _write_amat(folder, lines):
@@ -352,19 +354,21 @@ def test_truncated_amat_line_is_named(tmp_path):
     good = " ".join(["0"] * 783 + ["1"])
     _write_amat(tmp_path / "binarized_mnist", [good, good, " ".join(["1"] * 500)])
     with pytest.raises(DataError, match=r"binarized_mnist_test.amat.gz, line 3: expected 784"):
-        data.load("binarized_mnist", "test", data_dir=str(tmp_path))
+        data.load_split("binarized_mnist", "test", data_dir=str(tmp_path))
 
 
 def test_non_binary_amat_value_is_named(tmp_path):
     good = " ".join(["0"] * 784)
     _write_amat(tmp_path / "binarized_mnist", [good, " ".join(["0"] * 783 + ["0.5"])])
     with pytest.raises(DataError, match="line 2: values must be 0 or 1"):
-        data.load("binarized_mnist", "test", data_dir=str(tmp_path))
+        data.load_split("binarized_mnist", "test", data_dir=str(tmp_path))
 
 
 def test_amat_in_another_number_format_is_read(tmp_path):
     _write_amat(tmp_path / "binarized_mnist", [" ".join(["1.0"] + ["0.0"] * 783)])
-    images = _array(data.load("binarized_mnist", "test", data_dir=str(tmp_path), image_size=28))
+    images = _array(
+        data.load_split("binarized_mnist", "test", data_dir=str(tmp_path), image_size=28)
+    )
     assert images.shape == (1, 28, 28, 1) and images[0, 0, 0, 0] == 1 and images.sum() == 1
 
 
@@ -381,7 +385,7 @@ def test_wrong_idx_magic_is_named(tmp_path):
         match=r"t10k-images-idx3-ubyte: wrong IDX magic number "
         r"2049, expected 2051",
     ):
-        data.load("mnist", "test", data_dir=str(tmp_path))
+        data.load_split("mnist", "test", data_dir=str(tmp_path))
 
 
 def test_short_idx_and_label_mismatch_are_named(tmp_path):
@@ -389,11 +393,11 @@ def test_short_idx_and_label_mismatch_are_named(tmp_path):
     folder.mkdir()
     _write_idx(folder / "t10k-images-idx3-ubyte", 2051, (3, 28, 28), bytes(2 * 784))
     with pytest.raises(DataError, match="header promises"):
-        data.load("mnist", "test", data_dir=str(tmp_path))
+        data.load_split("mnist", "test", data_dir=str(tmp_path))
     _write_idx(folder / "t10k-images-idx3-ubyte", 2051, (3, 28, 28), bytes(3 * 784))
     _write_idx(folder / "t10k-labels-idx1-ubyte", 2049, (2,), bytes(2))
     with pytest.raises(DataError, match="has 2 labels for 3 images"):
-        data.load("mnist", "test", data_dir=str(tmp_path), with_labels=True)
+        data.load_split("mnist", "test", data_dir=str(tmp_path), with_labels=True)
 
 
 @pytest.mark.parametrize(
@@ -408,4 +412,4 @@ def test_short_idx_and_label_mismatch_are_named(tmp_path):
 )
 def test_bad_requests_are_explained(data_dir, kwargs, words):
     with pytest.raises(DataError, match=words):
-        data.load(data_dir=data_dir, **kwargs)
+        data.load_split(data_dir=data_dir, **kwargs)

@@ -206,7 +206,7 @@ def test_each_figure_is_drawn_with_its_layout(
 
 def test_tsne_embeds_labelled_encodings(mnist_dir, data_dir, tmp_path):
     model, _, _ = loading.restore(mnist_dir)
-    pairs = data.load("mnist", "test", data_dir=data_dir, with_labels=True)
+    pairs = data.load_split("mnist", "test", data_dir=data_dir, with_labels=True)
     images, labels = (t.numpy() for t in next(iter(pairs.batch(300))))
     embedding = figures.tsne(model, images, labels, tmp_path / "t.png")
     assert embedding.shape == (300, 2) and np.isfinite(embedding).all()

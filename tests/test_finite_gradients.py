@@ -151,7 +151,7 @@ def test_the_posterior_clamps_keep_the_loss_and_gradient_finite(data_dir):
     # exp overflows) gives an infinite KL without the clamps and a finite loss
     # and gradient with them (a Bernoulli model, so that only the clamps differ).
     config = presets.get("test_mnist").model
-    images = next(iter(data.load("binarized_mnist", "test", data_dir=data_dir).batch(4)))
+    images = next(iter(data.load_split("binarized_mnist", "test", data_dir=data_dir).batch(4)))
     results = {}
     for bounds in ((None, None), (100.0, 7.0)):
         model = build_model(
@@ -192,7 +192,9 @@ def test_sharp_heads_give_finite_gradients_in_every_precision(precision, loss_sc
     config = presets.get("test_celeb_a").model
     model = build_model(config, precision)
     sharpen_heads(model)
-    images = next(iter(data.load("celeb_a", "train", data_dir=data_dir, image_size=16).batch(8)))
+    images = next(
+        iter(data.load_split("celeb_a", "train", data_dir=data_dir, image_size=16).batch(8))
+    )
     terms, gradients = _gradients(model, images, loss_scale)
     assert _all_finite(terms, gradients)
     cells = model.decode_cells(model.encode_mean(images))

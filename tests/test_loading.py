@@ -2,6 +2,7 @@
 files for every model kind, and config overrides from the command line."""
 
 import dataclasses
+import inspect
 import json
 import os
 import subprocess
@@ -18,7 +19,11 @@ import vnca_tf
 from vnca_tf import loading
 from vnca_tf.configs import overrides
 from vnca_tf.models import build_model, encoder, layers, nca, storage
+from vnca_tf.models.baselines import ConvBaseline
+from vnca_tf.models.interface import GenerativeModel
+from vnca_tf.models.vnca import VNCA
 from vnca_tf.serving.export import export
+from vnca_tf.serving.loaded import LoadedModel
 
 KINDS = ["test_mnist", "test_mnist_damage", "test_mnist_baseline", "test_celeb_a"]
 
@@ -55,11 +60,34 @@ def test_every_model_kind_round_trips_through_a_keras_file(name, tmp_path, rng):
     model.save(tmp_path / "model.keras")
     loaded = keras.models.load_model(tmp_path / "model.keras")
     assert type(loaded) is type(model) and loaded.config == model.config
+    also = vnca_tf.load(str(tmp_path / "model.keras"))  # What the project saves, it loads.
+    assert type(also) is type(model) and also.config == model.config and also.preset is None
     for mine, theirs in zip(model.weights, loaded.weights, strict=True):
         np.testing.assert_array_equal(mine.numpy(), theirs.numpy())
     images = _images(model.config, rng)
     for mine, theirs in zip(_outputs(model, images), _outputs(loaded, images), strict=True):
         np.testing.assert_array_equal(mine, theirs)
+
+
+def test_every_model_takes_the_interfaces_arguments():
+    # A VNCA, a baseline and an export answer GenerativeModel's methods with
+    # (at least) its arguments; only the damage a kind does not have is missing.
+    damage = {"damage_recovery", "damaged_region", "damage_during_growth"}
+    for kind in (VNCA, ConvBaseline, LoadedModel):
+        for name, method in vars(GenerativeModel).items():
+            if name.startswith("_") or not inspect.isfunction(method):
+                continue
+            if not hasattr(kind, name):
+                assert kind is ConvBaseline and name in damage, (kind, name)
+                continue
+            theirs = inspect.signature(getattr(kind, name)).parameters
+            ours = inspect.signature(method).parameters
+            for argument in ours:
+                assert argument in theirs, f"{kind.__name__}.{name} lacks {argument}"
+            for argument, parameter in theirs.items():  # Called as the interface says.
+                assert argument in ours or parameter.default is not inspect.Parameter.empty
+    # An export grows for its full count: it takes no num_steps it would ignore.
+    assert "num_steps" not in inspect.signature(LoadedModel.growth_frames).parameters
 
 
 def test_the_layers_are_registered_and_rebuild_from_their_config():
@@ -110,8 +138,11 @@ def test_load_takes_a_run_an_export_its_folder_and_a_shipped_name(run_dir, tmp_p
 
 
 def test_load_says_where_it_looked(tmp_path):
-    with pytest.raises(FileNotFoundError, match="'mnsit_cpu' is neither.*mnist_cpu"):
+    with pytest.raises(FileNotFoundError, match="'mnsit_cpu' is not a file or folder") as missing:
         vnca_tf.load("mnsit_cpu")
+    listed = str(missing.value).split("Shipped models: ")[1].split(";")[0].split(", ")
+    assert listed == sorted(os.listdir(os.path.join(REPO, "saved_models")))  # Each once.
+    assert "or a Keras file (NAME.keras)" in str(missing.value)
     with pytest.raises(FileNotFoundError, match="holds no model"):
         vnca_tf.load(str(tmp_path))
 

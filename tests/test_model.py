@@ -152,6 +152,11 @@ def test_non_doubling_growth_runs_the_given_number_of_steps(rng):
     model = _model("test_mnist_damage")
     growth = model.growth_frames(rng.normal(size=(2, 16)).astype(np.float32), num_steps=4)
     assert growth.shape == (5, 2, 28, 28, 1)
+    z = rng.normal(size=(2, 16)).astype(np.float32)
+    with pytest.raises(ValueError, match="num_steps must be >= 1 .or None: max_steps., got 0"):
+        model.damage_recovery(z, num_steps=0)  # Not "the default".
+    with pytest.raises(ValueError, match=r"Damage size must be in \[1, 28\].*got 0"):
+        model.damage_recovery(z, seed=3, damage_size=0)  # Nor is a side of 0.
     samples, _ = model.sample(2, seed=1)
     assert samples.shape == (2, 28, 28, 1)
 

@@ -27,7 +27,7 @@ def _ink(images):
 def test_a_subset_of_the_sorted_test_file_stands_for_the_whole_file(data_dir):
     # The binarized MNIST test file is in class order: its first 400 images
     # are zeros, with more ink than the average digit. A seeded draw is not.
-    split = data.load("binarized_mnist", "test", data_dir=data_dir, image_size=28)
+    split = data.load_split("binarized_mnist", "test", data_dir=data_dir, image_size=28)
     whole = _ink(np.concatenate([batch.numpy() for batch in split.batch(5000)]))
     assert whole[:400].mean() > whole.mean() + 15  # The head is not the file.
     subset, drawn = data.draw(split, 400, seed=0)
@@ -55,7 +55,7 @@ def test_a_subset_of_the_sorted_test_file_stands_for_the_whole_file(data_dir):
 
 
 def test_the_figures_images_show_every_digit_in_a_random_order(data_dir):
-    pairs = data.load("mnist", "test", data_dir=data_dir, with_labels=True)
+    pairs = data.load_split("mnist", "test", data_dir=data_dir, with_labels=True)
     images, labels = data.draw_batch(pairs, 64, seed=0)
     assert images.shape == (64, 32, 32, 1)
     assert set(labels) == set(range(10))  # The reconstructions figure shows all 64.
@@ -63,7 +63,7 @@ def test_the_figures_images_show_every_digit_in_a_random_order(data_dir):
     # The draw's order, not the file's: any leading part is a uniform draw.
     ids = data.subsets.draw_indices(10_000, 64, 0)
     assert list(ids) != sorted(ids)
-    binary = data.load("binarized_mnist", "test", data_dir=data_dir)
+    binary = data.load_split("binarized_mnist", "test", data_dir=data_dir)
     head = next(iter(binary.batch(64))).numpy()
     drawn = data.draw_batch(binary, 64, seed=0)
     assert not any(np.array_equal(drawn[0], image) for image in head)

@@ -33,7 +33,9 @@ def test_mixed_precision_log_likelihood_is_within_a_tenth_of_a_percent(name, dat
     full, mixed = _pair(name)
     size = full.config.image_shape[0]
     dataset = "binarized_mnist" if name == "test_mnist" else "celeb_a"
-    images = next(iter(data.load(dataset, "test", data_dir=data_dir, image_size=size).batch(32)))
+    images = next(
+        iter(data.load_split(dataset, "test", data_dir=data_dir, image_size=size).batch(32))
+    )
     values = [m.iwae(images, 16, seed=3).numpy().mean() for m in (full, mixed)]
     assert abs(values[1] - values[0]) / abs(values[0]) < 1e-3, values
 
@@ -41,7 +43,7 @@ def test_mixed_precision_log_likelihood_is_within_a_tenth_of_a_percent(name, dat
 @pytest.mark.slow
 def test_a_mixed_precision_run_tracks_the_float32_run(tmp_path, data_dir):
     preset = quiet_preset("test_mnist")
-    images = data.load("binarized_mnist", "test", data_dir=data_dir).take(128).cache()
+    images = data.load_split("binarized_mnist", "test", data_dir=data_dir).take(128).cache()
     losses = []
     for precision in ("float32", "mixed_bfloat16"):
         trainer = Trainer(
@@ -125,7 +127,7 @@ def test_float16_training_lowers_the_loss_scale_instead_of_stopping(tmp_path, da
         "test_mnist",
         max_nonfinite=2,
     )
-    images = data.load("binarized_mnist", "test", data_dir=data_dir).take(128).cache()
+    images = data.load_split("binarized_mnist", "test", data_dir=data_dir).take(128).cache()
     trainer = Trainer(
         preset,
         str(tmp_path),

@@ -41,7 +41,7 @@ def test_the_demo_model_regrows_two_thirds_of_the_damage(data_dir):
     path = os.path.join(REPO, "saved_models", "mnist_regrow_long_cpu", "1")
     assert _results(path)["healing"]["recovered_over_damaged"] <= 1 / 3
     model = LoadedModel(path)
-    test = data.load("binarized_mnist", "test", data_dir=data_dir, image_size=28)
+    test = data.load_split("binarized_mnist", "test", data_dir=data_dir, image_size=28)
     images = data.draw_batch(test, 100, seed=0)
     for seed in (1, 2):
         healed = healing.healing(model, images, seed=seed)
@@ -98,7 +98,7 @@ def test_each_shipped_bound_is_measured_again_to_the_same_number(path, data_dir)
     shipped = _results(path)
     model, preset, _ = loading.restore_saved_model(path)
     size = preset.model.image_shape[0]
-    test = data.load("binarized_mnist", "test", data_dir=data_dir, image_size=size)
+    test = data.load_split("binarized_mnist", "test", data_dir=data_dir, image_size=size)
     every = np.concatenate([batch.numpy() for batch in test.batch(10_000)])
     index = np.asarray(shipped["per_image"]["index"][:NUM_EXAMPLES])
     bounds = model.iwae(every[index], 128, seed=shipped["seed"], image_ids=tf.constant(index))
@@ -140,7 +140,7 @@ def test_evaluate_cli_measures_an_export_as_the_library_does(data_dir, tmp_path)
     for name in ("samples", "growth", "damage_recovery"):
         assert os.path.getsize(tmp_path / f"{name}.png") > 2000
     model, _, _ = loading.restore_saved_model(path)
-    test = data.load("binarized_mnist", "test", data_dir=data_dir, image_size=28)
+    test = data.load_split("binarized_mnist", "test", data_dir=data_dir, image_size=28)
     index = measured["per_image"]["index"]
     every = np.concatenate([batch.numpy() for batch in test.batch(10_000)])
     bounds = model.iwae(every[index], 8, seed=3, image_ids=tf.constant(index))

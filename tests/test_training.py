@@ -65,7 +65,7 @@ def test_a_few_dozen_steps_lower_the_loss(name, data_dir, tmp_path):
         preset,
         str(tmp_path),
         run=RunConfig(data_dir=data_dir),
-        validation_dataset=data.load(
+        validation_dataset=data.load_split(
             "binarized_mnist", "test", data_dir=data_dir, image_size=preset.model.image_shape[0]
         ).take(64),
     )
@@ -84,7 +84,9 @@ def test_training_and_validation_losses_are_one_computation(tmp_path, data_dir):
     # VAE.loss_terms: on the same batch, noise and weights they are equal, for a
     # non-doubling model with a drawn step count and stochastic updates.
     preset = _preset("test_mnist_damage", batch_size=8, pool_size=0)
-    images = data.load("binarized_mnist", "test", data_dir=data_dir, image_size=28).take(8).cache()
+    images = (
+        data.load_split("binarized_mnist", "test", data_dir=data_dir, image_size=28).take(8).cache()
+    )
     trainer = Trainer(preset, str(tmp_path), dataset=images, validation_dataset=images)
     batch = next(iter(images.batch(8)))
     seed = tf.constant([3, 4])
@@ -166,7 +168,7 @@ def test_checkpoints_are_also_written_by_time(tmp_path, data_dir, capsys):
 
 @pytest.mark.slow
 def test_two_replicas_make_the_same_update_as_one_device(tmp_path, data_dir):
-    images = data.load("binarized_mnist", "test", data_dir=data_dir).take(64).cache()
+    images = data.load_split("binarized_mnist", "test", data_dir=data_dir).take(64).cache()
     preset = _preset("test_mnist", batch_size=8, learning_rate=1e-3)
     mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     assert mirrored.num_replicas_in_sync == 2
@@ -197,7 +199,7 @@ def test_microbatches_and_recompute_make_the_same_update(name, tmp_path, data_di
     pool = 16 if name == "test_mnist_damage" else 0
     preset = _preset(name, batch_size=8, learning_rate=1e-3, pool_size=pool)
     images = (
-        data.load(
+        data.load_split(
             "binarized_mnist", "test", data_dir=data_dir, image_size=preset.model.image_shape[0]
         )
         .take(64)

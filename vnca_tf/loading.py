@@ -10,6 +10,8 @@ scripts and users come here to get a model back.
 import os
 from typing import Optional, Sequence
 
+import keras
+
 from vnca_tf.configs import RunConfig, overrides
 from vnca_tf.evaluation.reports import EvaluationError
 from vnca_tf.models import build_model, storage
@@ -79,8 +81,9 @@ SHIPPED_MODELS = "saved_models"  # The shipped models' folder, in a checkout.
 def load(name_or_path: str, checkpoint: str = "latest"):
     """The Keras model (VNCA or baseline) of a shipped model's name, a
     SavedModel (a version folder or the folder of versions, whose newest is
-    taken), or a training folder (its ``checkpoint``: "latest" or "best").
-    The model's preset is ``model.preset``.
+    taken), a training folder (its ``checkpoint``: "latest" or "best"), or a
+    Keras file (model.save("x.keras")). The model's preset is ``model.preset``
+    (None for a Keras file: it holds the model's config, not a preset).
 
         model = vnca_tf.load("mnist_regrow_long_cpu")
         images, means = model.sample(16, seed=0)
@@ -88,6 +91,10 @@ def load(name_or_path: str, checkpoint: str = "latest"):
     Raises:
       FileNotFoundError: nothing loadable there; the message says where it looked.
     """
+    if name_or_path.endswith(".keras") and os.path.isfile(name_or_path):
+        model = keras.saving.load_model(name_or_path)
+        model.preset = None
+        return model
     path = _find(name_or_path)
     if os.path.isfile(os.path.join(path, run_folder.CONFIG_FILE)):
         model, preset, _ = restore(path, checkpoint)
@@ -103,21 +110,23 @@ def _find(name_or_path: str) -> str:
     if os.path.isdir(name_or_path):
         return name_or_path
     checkout = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    places = [os.path.join(SHIPPED_MODELS, name_or_path)]
-    places.append(os.path.join(checkout, SHIPPED_MODELS, name_or_path))
+    folders = list(
+        dict.fromkeys(
+            map(os.path.abspath, [SHIPPED_MODELS, os.path.join(checkout, SHIPPED_MODELS)])
+        )
+    )
+    places = [os.path.join(folder, name_or_path) for folder in folders]
     for place in places:
         if os.path.isdir(place):
             return place
     shipped = sorted(
-        name
-        for folder in {SHIPPED_MODELS, os.path.join(checkout, SHIPPED_MODELS)}
-        if os.path.isdir(folder)
-        for name in os.listdir(folder)
+        {name for folder in folders if os.path.isdir(folder) for name in os.listdir(folder)}
     )
     raise FileNotFoundError(
-        f"{name_or_path!r} is neither a folder nor a shipped model (looked in "
+        f"{name_or_path!r} is not a file or folder here, nor a shipped model (looked in "
         f"{', '.join(places)}). Shipped models: {', '.join(shipped) or 'none found'}; or "
-        "pass a training folder (runs/NAME) or an export (exports/NAME or exports/NAME/1)."
+        "pass a training folder (runs/NAME), an export (exports/NAME or exports/NAME/1) "
+        "or a Keras file (NAME.keras)."
     )
 
 

@@ -148,7 +148,6 @@ class ConvolutionalBaseline(ModelKind):
     """The deep convolutional VAE of appendix A.6 / A.1: no NCA, no growth."""
 
     title = "convolutional baseline"
-    small_preset = "mnist_baseline"
 
     def plain_words(self) -> str:
         return "Draws the whole image at once with a convolutional network: no cells, no growth."

@@ -4,14 +4,14 @@ subsets that stand for a whole split (subsets), and image grids for pictures
 (pictures).
 
     from vnca_tf import data
-    images = data.load("binarized_mnist", "test", data_dir="../shared/data")
+    images = data.load_split("binarized_mnist", "test", data_dir="../shared/data")
 """
 
 from vnca_tf.data.pipeline import (
     DATA_DIR_ENV,
     SPECS,
     get_spec,
-    load,
+    load_split,
     resolve_data_dir,
     shuffled,
     source_of,
@@ -27,7 +27,7 @@ __all__ = [
     "draw",
     "draw_batch",
     "get_spec",
-    "load",
+    "load_split",
     "resolve_data_dir",
     "shuffled",
     "source_of",

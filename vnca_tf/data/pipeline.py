@@ -360,7 +360,7 @@ def source_of(name: str, data_dir: Optional[str] = None, source: str = "auto") -
 # ---------------------------------------------------------------- entry point
 
 
-def load(
+def load_split(
     name: str,
     split: str = "train",
     data_dir: Optional[str] = None,

@@ -163,7 +163,7 @@ def damage_during_growth(model: GenerativeModel, path, baseline=None, num_sample
     if baseline is not None:
         bz = baseline.prior.sample(num_samples, seed=seed)
         grids["deep convolutional baseline"] = _damage_columns(
-            baseline, bz, baseline.damage_during_growth(bz, len(damaged))
+            baseline, bz, baseline.damage_at_each_upsampling(bz, len(damaged))
         )
     _save(grids, path)
     return grids

@@ -30,7 +30,7 @@ def split_images(
     """The split ``split`` of ``dataset`` (default: the model's), at the model's
     image size; an error if its images are not the shape the model models."""
     name = dataset or preset.dataset
-    images = data.load(
+    images = data.load_split(
         name, split, data_dir=data_dir, source=source, image_size=preset.model.image_shape[0]
     )
     shape = tuple(images.element_spec.shape)

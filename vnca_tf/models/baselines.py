@@ -3,8 +3,9 @@
 The VNCA's encoder; a dense layer from z to a 2x2 grid of ``baseline_channels``
 (an ELU after it in A.1, none in A.6); stride-2 5x5 transposed convolutions, each
 doubling the grid and halving the channels, with ELUs, until the grid covers the
-image (cropped as PyTorch's padding=2, output_padding=1 does); a last 5x5 transposed convolution to the likelihood's channels, cropped
-to the image (PyTorch's padding: 4 for 28x28 MNIST, 2 for 64x64 CelebA).
+image (cropped as PyTorch's padding=2, output_padding=1 does); a last 5x5
+transposed convolution to the likelihood's channels, cropped to the image
+(PyTorch's padding: 4 for 28x28 MNIST, 2 for 64x64 CelebA).
 Every layer starts from PyTorch's default initialisation, as the authors' did.
 """
 
@@ -109,7 +110,7 @@ class ConvBaseline(VAE):
         (top, left), (height, width) = self.crop, self.config.image_shape[:2]
         return out[:, top : top + height, left : left + width]
 
-    def damage_during_growth(self, z, num_stages: int):
+    def damage_at_each_upsampling(self, z, num_stages: int):
         """Mean images of z decoded with the right half of the hidden state zeroed,
         beside a VNCA's ``num_stages`` stages of damage: stage s is damaged before
         up-convolution max(s - 1, 0) (t = 0 and M both map to the first, as in

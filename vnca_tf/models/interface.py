@@ -5,12 +5,11 @@ its signatures (serving.loaded.LoadedModel) both satisfy it, so the code that
 measures and draws a model never asks which one it has.
 """
 
-from typing import Optional, Protocol, Tuple, runtime_checkable
+from typing import Optional, Protocol, Tuple
 
 from vnca_tf.configs import ModelConfig
 
 
-@runtime_checkable
 class GenerativeModel(Protocol):
     """What a model answers. Images are NHWC with the data's values (0/1, or
     integers 0..255); mean images are in [0, 1]; seeds are ints or pairs."""
@@ -45,8 +44,9 @@ class GenerativeModel(Protocol):
     def decode_mean(self, z, seed=None):
         """Mean images of p(x|z)."""
 
-    def growth_frames(self, z, seed=None, num_steps=None):
-        """Mean images of every step of growth, (T, B, H, W, C)."""
+    def growth_frames(self, z, seed=None):
+        """Mean images of every step of its full growth, (T, B, H, W, C) (a
+        VNCA's own takes num_steps too; an export grows for its full count)."""
 
     def damage_recovery(self, z, seed=None):
         """(grown, damaged, recovered) mean images (non-doubling VNCAs)."""

@@ -18,7 +18,7 @@ class VNCA(VAE):
 
     def __init__(self, config: ModelConfig, recompute: bool = False, **kwargs):
         super().__init__(config, **kwargs)
-        if type(self.kind) not in DECODERS:
+        if type(self.kind) not in DECODER_CLASSES:
             raise ValueError(
                 f"This config is a {self.kind.describe()}, not a VNCA: build it with "
                 "vnca_tf.build_model (or ConvBaseline)."
@@ -32,7 +32,7 @@ class VNCA(VAE):
             num_hidden_layers=config.num_hidden_layers,
             name="update_net",
         )
-        self.decoder = DECODERS[type(self.kind)].from_model_config(
+        self.decoder = DECODER_CLASSES[type(self.kind)].from_model_config(
             self.update_net, config, recompute, name="decoder"
         )
         self.decoder.build((None, None, None, config.latent_size))
@@ -117,7 +117,9 @@ class VNCA(VAE):
                 "growth; this model doubles. Use a *_damage preset."
             )
         grow_seed, damage_seed, picture_seed, recover_seed = split_seed(seed, 4)
-        num_steps = num_steps or self.config.max_steps
+        num_steps = self.config.max_steps if num_steps is None else num_steps
+        if num_steps < 1:
+            raise ValueError(f"num_steps must be >= 1 (or None: max_steps), got {num_steps}.")
         grown = self.grow(self.decoder.initial_cells(z), grow_seed, num_steps)
         damaged = damage_square(grown, _damage_size(self.config, damage_size), damage_seed)
         recovered = self.grow(damaged, recover_seed, num_steps)
@@ -169,11 +171,11 @@ def damaged_region(config: ModelConfig, batch: int, seed=None, damage_size=None)
 
 def _damage_size(config: ModelConfig, damage_size=None) -> int:
     """The erased square's side: ``damage_size``, else half the width."""
-    return damage_size or config.image_shape[1] // 2
+    return config.image_shape[1] // 2 if damage_size is None else damage_size
 
 
-# The decoder of each kind of VNCA.
-DECODERS = {DoublingVNCA: DoublingNCA, NonDoublingVNCA: NonDoublingNCA}
+# The decoder class of each kind of VNCA (configs.DECODERS: their names).
+DECODER_CLASSES = {DoublingVNCA: DoublingNCA, NonDoublingVNCA: NonDoublingNCA}
 
 
 def _mask_arguments(seed, rows=None) -> dict:

@@ -45,8 +45,9 @@ class LoadedModel:
     def decode_mean(self, z, seed=0):
         return self.signatures["decode"](latents=z, seed=to_signature(seed))["means"]
 
-    def growth_frames(self, z, seed=0, num_steps=None):
-        del num_steps  # The signature grows for the model's full number of steps.
+    def growth_frames(self, z, seed=0):
+        """Every frame of the model's full growth (the grow signature's); for
+        another number of steps, rebuild it: vnca_tf.load(path)."""
         return self.signatures["grow"](latents=z, seed=to_signature(seed))["frames"]
 
     def damage_recovery(self, z, seed=0):

@@ -61,7 +61,7 @@ class TrainingInputs:
 
     def _load(self, split: str):
         """A split of the preset's dataset at the model's image size."""
-        return data.load(
+        return data.load_split(
             self.preset.dataset,
             split,
             data_dir=self.run.data_dir,

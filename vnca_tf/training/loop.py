@@ -127,7 +127,7 @@ class Trainer:
           NonFiniteError: max_nonfinite non-finite updates in a row.
           faults.FaultError: a checkpoint or summary could not be written.
         """
-        num_steps = num_steps or self.config.num_steps
+        num_steps = self.config.num_steps if num_steps is None else num_steps
         self.console.enabled = progress and self.chief
         self.console.total = num_steps
         self.prepare()

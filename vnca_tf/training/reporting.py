@@ -208,13 +208,19 @@ def _nonfinite_parts(metrics: dict, batch_size: int) -> str:
 
 def long_run_note(seconds_per_step: float, steps_left: int, gpus: int, model) -> Optional[str]:
     """A line for a run whose remaining steps take more than a day on the
-    devices found, naming a preset made for a CPU; None for a shorter one."""
+    devices found, naming a preset of the model's kind made for a CPU (or
+    saying there is none); None for a shorter one."""
     remaining = seconds_per_step * steps_left
     if remaining <= 86_400:
         return None
     devices = f"{gpus} GPU(s)" if gpus else "the CPU (no GPU found)"
+    kind = kind_of(model)
+    advice = (
+        f"try --preset={kind.small_preset} (made for a CPU)."
+        if kind.small_preset
+        else f"train it on GPUs: no {kind.title} preset is made for a CPU."
+    )
     return (
         f"Note: at {seconds_per_step:.1f} s a step on {devices}, the {steps_left:,} steps "
-        f"left take about {remaining / 86_400:.0f} days here. On a machine like this, "
-        f"try --preset={kind_of(model).small_preset} (made for a CPU)."
+        f"left take about {remaining / 86_400:.0f} days here. On a machine like this, {advice}"
     )
