@@ -209,11 +209,10 @@ def test_checkpoint_and_saved_model_evaluate_to_the_same_number(tmp_path, data_d
     images = data.draw_batch(likelihood.split_images(preset, data_dir=data_dir), 16, seed=0)
     bounds = [m.iwae(images, 32, seed=3) for m in (model, loaded)]
     np.testing.assert_allclose(bounds[0], bounds[1], rtol=1e-5)
-    # The exported model decodes 16 importance samples at a time and seeds
-    # each image by its place in the request: another chunk size or image ids
+    # The bound is the model's whatever the chunk (the export picks its own),
+    # and an export seeds each image by its place in the request: image ids
     # are refused, not ignored.
-    with pytest.raises(ValueError, match="decodes 16 importance samples"):
-        loaded.iwae(images, 32, seed=3, chunk_size=8)
+    np.testing.assert_allclose(model.iwae(images, 32, seed=3, chunk_size=5), bounds[0], rtol=1e-5)
     with pytest.raises(ValueError, match="image_ids need the model rebuilt"):
         loaded.iwae(images, 32, seed=3, image_ids=tf.range(16))
     # The command line: an export, then a refusal to overwrite it (no traceback).
@@ -290,6 +289,35 @@ def _valid_inputs(signature, model):
         "k": tf.constant(2),
     }
     return {key: values[key] for key in signature.structured_input_signature[1]}
+
+
+_PEAK_MEMORY = textwrap.dedent("""
+    import resource, sys
+    import tensorflow as tf
+    signatures = tf.saved_model.load(sys.argv[1]).signatures
+    seed = tf.constant(0, tf.int64)
+    def requests(batch):  # The caps: 1,024 images at k = 1, 1,024 latents grown.
+        images, k = tf.zeros([batch, 32, 32, 1]), tf.constant(1)
+        signatures["log_likelihood"](images=images, k=k, seed=seed)
+        signatures["grow"](latents=tf.zeros([batch, 16]), seed=seed)
+    requests(2)  # Traced and warm: what follows is the requests' own memory.
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    requests(1024)
+    print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024)
+""")
+
+
+@pytest.mark.slow
+def test_requests_at_the_caps_stay_within_their_memory(exported):
+    # log_likelihood decodes at most 1,024 grids at once (its chunk follows k:
+    # 16,384 before, whatever k), grow keeps only the likelihood's channel of
+    # each frame (all 16 before): 343 and 387 MB here, 5,401 and 2,260 before.
+    result = subprocess.run(
+        [sys.executable, "-c", _PEAK_MEMORY, exported[1]], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    peak_mb = float(result.stdout.split()[-1])
+    assert peak_mb < 1000, f"a request at the caps took {peak_mb:.0f} MB more"
 
 
 @pytest.mark.slow

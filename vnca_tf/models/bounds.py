@@ -64,18 +64,19 @@ def iwae_bounds(
     count and update masks (see ``decode_cells_per_example``). So an image's
     bound depends on the model, the seed, its id and k only, not on the batch
     it is in or on ``chunk_size``, and the bounds of different images are
-    independent. The k latents are decoded ``chunk_size`` per image at a time,
-    so memory stays at B * chunk_size decodes whatever k is.
+    independent. The k latents are decoded ``chunk_size`` per image at a time
+    (at most k), so memory stays at B * min(chunk_size, k) decodes whatever k is.
     """
-    if chunk_size < 1 or (isinstance(num_samples, int) and num_samples < 1):
+    if any(isinstance(n, int) and n < 1 for n in (num_samples, chunk_size)):
         raise ValueError(
             f"num_samples and chunk_size must be >= 1, got {num_samples} and {chunk_size}."
         )
-    if isinstance(num_samples, int):
+    if isinstance(num_samples, int) and isinstance(chunk_size, int):
         chunk_size = min(chunk_size, num_samples)
-    else:
+    else:  # Tensors (a signature's): the chunk still follows k.
         num_samples = tf.convert_to_tensor(num_samples, tf.int32)
         tf.debugging.assert_positive(num_samples, message="k (num_samples) must be >= 1.")
+        chunk_size = tf.minimum(tf.convert_to_tensor(chunk_size, tf.int32), num_samples)
     images = model.check_images(images)
     posterior = model.posterior_of_checked(images)
     batch = tf.shape(images)[0]

@@ -12,6 +12,7 @@ compile under XLA; with ``return_trajectory=True`` every intermediate grid
 """
 
 import math
+from typing import Optional
 
 import keras
 import tensorflow as tf
@@ -149,12 +150,12 @@ class _NCA(layers.Layer):
         first_step=0,
         frames=None,
         first_frame=0,
-        frame_factor=1,
+        frame_of=None,
     ):
         """Applies ``num_steps`` steps, numbered from ``first_step`` for the update
         ``masks`` (see ``update_masks``; None: every cell updates); with
-        ``frames`` (a TensorArray), writes the grid after step i, upsampled by
-        ``frame_factor``, at ``first_frame + i``. ``num_steps`` may be a (B,)
+        ``frames`` (a TensorArray), writes ``frame_of`` the grid after step i at
+        ``first_frame + i``. ``num_steps`` may be a (B,)
         tensor (no frames): each grid stops after its own count.
 
         With ``recompute`` (and no frames) backprop stores only the cells between
@@ -198,7 +199,7 @@ class _NCA(layers.Layer):
 
         def body(i, cells, frames):
             cells = self.step(cells, mask_of(i, cells))
-            return i + 1, cells, frames.write(first_frame + i, upsample(cells, frame_factor))
+            return i + 1, cells, frames.write(first_frame + i, frame_of(cells))
 
         _, cells, frames = tf.while_loop(
             lambda i, c, f: i < num_steps,
@@ -207,6 +208,12 @@ class _NCA(layers.Layer):
             maximum_iterations=max_steps,
         )
         return cells, frames
+
+
+def _frame_maker(channels: Optional[int], factor: int = 1):
+    """What a trajectory keeps of a grid: its first ``channels`` (None: all),
+    upsampled by ``factor`` to the final size."""
+    return lambda cells: upsample(cells if channels is None else cells[..., :channels], factor)
 
 
 def _new_frames(first_frame, num_frames):
@@ -291,6 +298,7 @@ class DoublingNCA(_NCA):
         seed=None,
         rows=None,
         last_stage: int = None,
+        trajectory_channels: Optional[int] = None,
     ):
         """Grows ``cells`` (B, s, s, Z) to the full (B, 2^(K+1), 2^(K+1), Z) grid,
         or only up to the end of stage ``last_stage`` (before its doubling).
@@ -300,7 +308,8 @@ class DoublingNCA(_NCA):
 
         Returns the final cells, and with ``return_trajectory`` also a tensor
         (T, B, H, W, Z) of the initial grid, every step and every doubling,
-        each upsampled to the final size.
+        each upsampled to the final size (only its first ``trajectory_channels``
+        of Z, if given: what a picture of growth needs).
         """
         if num_steps is not None:
             raise ValueError(
@@ -323,13 +332,13 @@ class DoublingNCA(_NCA):
         if return_trajectory:
             stages = last_stage + 1 - stage
             num_frames = 1 + stages * self.steps_per_stage + (stages - 1)
-            frames = _new_frames(upsample(cells, factor), num_frames)
+            frames = _new_frames(_frame_maker(trajectory_channels, factor)(cells), num_frames)
         for s in range(stage, last_stage + 1):
             if s > stage:
                 cells = self.doubling(cells)
                 factor //= 2
                 if frames is not None:
-                    frames = frames.write(index, upsample(cells, factor))
+                    frames = frames.write(index, _frame_maker(trajectory_channels, factor)(cells))
                     index += 1
             cells, frames = self._run(
                 cells,
@@ -339,7 +348,7 @@ class DoublingNCA(_NCA):
                 s * self.steps_per_stage,
                 frames,
                 index,
-                factor,
+                _frame_maker(trajectory_channels, factor),
             )
             index += self.steps_per_stage
         if frames is None:
@@ -420,6 +429,7 @@ class NonDoublingNCA(_NCA):
         seed=None,
         rows=None,
         last_stage=None,
+        trajectory_channels: Optional[int] = None,
     ):
         """Runs ``num_steps`` steps (a Python int or a scalar int32 tensor, at most
         ``max_steps``; or a (B,) tensor, a count for each grid) from ``cells``
@@ -427,8 +437,9 @@ class NonDoublingNCA(_NCA):
         ``update_masks``).
 
         Returns the final cells, and with ``return_trajectory`` also the initial
-        grid and every step stacked as (num_steps + 1, B, H, W, Z). (``last_stage``
-        is the doubling NCA's; it has no stages.)
+        grid and every step stacked as (num_steps + 1, B, H, W, Z) (only the first
+        ``trajectory_channels`` of Z, if given). (``last_stage`` is the doubling
+        NCA's; it has no stages.)
         """
         if last_stage is not None:
             raise ValueError(
@@ -441,10 +452,11 @@ class NonDoublingNCA(_NCA):
             )
         if isinstance(num_steps, int) and not 0 <= num_steps <= self.max_steps:
             raise ValueError(f"num_steps must be in [0, {self.max_steps}], got {num_steps}.")
-        frames = _new_frames(cells, num_steps + 1) if return_trajectory else None
+        frame_of = _frame_maker(trajectory_channels)
+        frames = _new_frames(frame_of(cells), num_steps + 1) if return_trajectory else None
         masks = update_masks(self.update_probability, seed, rows)
         cells, frames = self._run(
-            cells, num_steps, self.max_steps, masks, frames=frames, first_frame=1
+            cells, num_steps, self.max_steps, masks, frames=frames, first_frame=1, frame_of=frame_of
         )
         if frames is None:
             return cells

@@ -51,13 +51,22 @@ class VNCA(VAE):
         """Non-doubling: (H, W, latent_size), the grid it can keep running; doubling: None."""
         return self.decoder.pool_cell_shape
 
-    def grow(self, cells, seed=None, num_steps=None, return_trajectory=False, rows=None):
+    def grow(
+        self,
+        cells,
+        seed=None,
+        num_steps=None,
+        return_trajectory=False,
+        rows=None,
+        trajectory_channels=None,
+    ):
         """Runs the NCA from given cells (initial, pooled or damaged ones).
 
         For the non-doubling decoder the step count is ``num_steps`` or drawn
         from ``seed``; the update masks (update_probability < 1) come from
         ``seed`` too, for the images at ``rows`` of their batch (see
-        nca.update_masks). Returns final cells, and the trajectory on request.
+        nca.update_masks). Returns final cells, and the trajectory on request
+        (of each grid, its first ``trajectory_channels``, if given).
         """
         seed = as_seed(seed)
         if num_steps is None:
@@ -66,6 +75,7 @@ class VNCA(VAE):
             cells,
             num_steps=num_steps,
             return_trajectory=return_trajectory,
+            trajectory_channels=trajectory_channels,
             **_mask_arguments(seed, rows),
         )
 
@@ -101,8 +111,12 @@ class VNCA(VAE):
         if num_steps is None:
             num_steps = self.decoder.max_growth_steps
         steps_seed, picture_seed = split_seed(seed, 2)
-        _, trajectory = self.grow(
-            self.decoder.initial_cells(z), steps_seed, num_steps, return_trajectory=True
+        _, trajectory = self.grow(  # Only the likelihood's channels of every frame.
+            self.decoder.initial_cells(z),
+            steps_seed,
+            num_steps,
+            return_trajectory=True,
+            trajectory_channels=self.likelihood.cell_channels,
         )
         return self.mean_image_of(trajectory, picture_seed)
 

@@ -47,8 +47,6 @@ from vnca_tf.models import storage
 from vnca_tf.models.seeds import from_signature
 from vnca_tf.serving import browser_graphs, input_checks
 
-CHUNK = 16  # Importance samples decoded at once in log_likelihood.
-
 
 class ServingModule(tf.Module):
     """The signatures of a trained model, as tf.functions over its weights."""
@@ -154,7 +152,10 @@ class ServingModule(tf.Module):
                 input_checks.count(k, "k", input_checks.MAX_LATENTS),
             ],
         )
-        bounds = self.model.iwae_bounds(images, k, seed=from_signature(seed), chunk_size=CHUNK)
+        # At most MAX_BATCH grids decoded at once, as in decode; the rest of a
+        # call is its k x B latents (input_checks.MAX_LATENTS).
+        chunk = tf.maximum(1, input_checks.MAX_BATCH // tf.shape(images)[0])
+        bounds = self.model.iwae_bounds(images, k, seed=from_signature(seed), chunk_size=chunk)
         conventions = self.model.likelihood.conventions
         outputs = {"log_likelihood": bounds[conventions[0]]}
         if len(conventions) > 1:

@@ -4,7 +4,9 @@ was expected (TF Serving returns it to the client).
 
 The limits keep one request within memory: at most MAX_BATCH images, latents,
 samples or cell grids a call, and at most MAX_LATENTS importance-sampled
-latents (k x batch) for the log-likelihood.
+latents (k x batch) for the log-likelihood, which decodes them MAX_BATCH grids
+at a time (serving.export), so that no call decodes more grids at once than
+``decode`` at its cap.
 """
 
 import tensorflow as tf

@@ -10,7 +10,6 @@ from vnca_tf.models.likelihoods import make_likelihood
 from vnca_tf.models.seeds import to_signature
 from vnca_tf.models.vae import standard_normal_prior
 from vnca_tf.models.vnca import damaged_region
-from vnca_tf.serving.export import CHUNK
 
 
 class LoadedModel:
@@ -80,31 +79,27 @@ class LoadedModel:
             )
         return self.signatures[name]
 
-    def iwae(self, images, num_samples: int = 128, seed=0, chunk_size: int = CHUNK, image_ids=None):
+    def iwae(self, images, num_samples: int = 128, seed=0, chunk_size: int = 16, image_ids=None):
         """VAE.iwae through the log_likelihood signature."""
         return self.iwae_bounds(images, num_samples, seed, chunk_size, image_ids)[
             self.likelihood.conventions[0]
         ]
 
     def iwae_bounds(
-        self, images, num_samples: int = 128, seed=0, chunk_size: int = CHUNK, image_ids=None
+        self, images, num_samples: int = 128, seed=0, chunk_size: int = 16, image_ids=None
     ) -> dict:
-        """VAE.iwae_bounds through the log_likelihood signature, which decodes
-        ``CHUNK`` importance samples at a time (another chunk_size is an error,
-        not ignored) and seeds each image by its place in the request (other
-        ``image_ids`` are an error); an export older than the conventions gives
-        its own only."""
+        """VAE.iwae_bounds through the log_likelihood signature, which seeds each
+        image by its place in the request (other ``image_ids`` are an error) and
+        picks its own chunk (at most input_checks.MAX_BATCH grids decoded at
+        once): ``chunk_size`` sets only the memory of a Keras model's bound, never
+        its value, and an export's is its own. An export older than the
+        conventions gives its own only."""
         if image_ids is not None:
             raise ValueError(
                 "An exported model seeds each image by its place in the request; "
                 "image_ids need the model rebuilt (loading.restore_saved_model)."
             )
-        if chunk_size != CHUNK:
-            raise ValueError(
-                f"An exported model decodes {CHUNK} importance samples at a "
-                f"time; chunk_size={chunk_size} needs a checkpoint "
-                "(--model_dir)."
-            )
+        del chunk_size
         out = self.signatures["log_likelihood"](
             images=tf.cast(images, tf.float32), k=tf.constant(num_samples), seed=to_signature(seed)
         )
