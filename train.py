@@ -311,6 +311,21 @@ def main(argv):
                 else "No checkpoint had been written yet."
             )
         )
+    except distribution.LOST_PEER_ERRORS as error:
+        lost = distribution.lost_peer(error, strategy)
+        if lost is None:
+            raise
+        last = trainer.last_checkpoint()
+        return cli.error(
+            f"Lost {lost}, at step {trainer.current_step:,}. "
+            + (
+                f"The newest intact checkpoint is {last}; start every worker again with the "
+                "same command to resume from it."
+                if last
+                else "No checkpoint had been written yet; start every worker again with "
+                "the same command."
+            )
+        )
     except loop.NonFiniteError as error:
         print(f"\nStopped: {error}", file=sys.stderr)
         return 3

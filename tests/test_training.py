@@ -2,6 +2,7 @@ import dataclasses
 import glob
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -249,41 +250,50 @@ def _free_ports(count):
     return ports
 
 
+def _start_workers(model_dir, data_dir, flags, outputs=subprocess.PIPE):
+    """Two workers of test_mnist on loopback, each ``train.py`` with ``flags``
+    (a function of the worker's index) and its own TF_CONFIG."""
+    cluster = {"worker": [f"127.0.0.1:{port}" for port in _free_ports(2)]}
+    return [
+        subprocess.Popen(
+            [
+                sys.executable,
+                os.path.join(REPO, "train.py"),
+                presets.flag("test_mnist"),
+                f"--model_dir={model_dir}",
+                f"--data_dir={data_dir}",
+                "--validation_every=100",
+                "--image_every=100",
+                *flags(index),
+            ],
+            env={
+                **os.environ,
+                "TF_CPP_MIN_LOG_LEVEL": "2",
+                "TF_CONFIG": json.dumps(
+                    {"cluster": cluster, "task": {"type": "worker", "index": index}}
+                ),
+            },
+            cwd=REPO,
+            stdout=outputs(index) if callable(outputs) else outputs,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for index in range(2)
+    ]
+
+
 @pytest.mark.slow
 def test_multi_worker_training_keeps_workers_in_sync_and_equals_one_device(tmp_path, data_dir):
-    ports = _free_ports(2)
-    cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
-    workers = []
-    for index in range(2):
-        env = {
-            **os.environ,
-            "TF_CPP_MIN_LOG_LEVEL": "2",
-            "TF_CONFIG": json.dumps(
-                {"cluster": cluster, "task": {"type": "worker", "index": index}}
-            ),
-        }
-        workers.append(
-            subprocess.Popen(
-                [
-                    sys.executable,
-                    os.path.join(REPO, "train.py"),
-                    presets.flag("test_mnist"),
-                    f"--model_dir={tmp_path}",
-                    f"--data_dir={data_dir}",
-                    "--num_steps=4",
-                    "--checkpoint_every=2",
-                    "--validation_every=100",
-                    "--image_every=100",
-                    # Checkpoints by time too: the workers must agree on when.
-                    f"--checkpoint_minutes={0.5 / 60 * index + 1e-6}",
-                ],
-                env=env,
-                cwd=REPO,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                text=True,
-            )
-        )
+    workers = _start_workers(
+        tmp_path,
+        data_dir,
+        lambda index: [
+            "--num_steps=4",
+            "--checkpoint_every=2",
+            # Checkpoints by time too: the workers must agree on when.
+            f"--checkpoint_minutes={0.5 / 60 * index + 1e-6}",
+        ],
+    )
     outputs = [worker.communicate(timeout=600)[0] for worker in workers]
     for worker, output in zip(workers, outputs, strict=True):
         assert worker.returncode == 0, output[-3000:]
@@ -313,6 +323,37 @@ def test_multi_worker_training_keeps_workers_in_sync_and_equals_one_device(tmp_p
             )
             moved += 1
     assert moved == 20
+
+
+@pytest.mark.slow
+def test_a_lost_worker_ends_the_survivor_with_one_line_naming_it_and_the_checkpoint(
+    tmp_path, data_dir
+):
+    logs = [open(tmp_path / f"worker_{index}.log", "w+") for index in range(2)]
+    workers = _start_workers(
+        tmp_path / "run",
+        data_dir,
+        lambda index: ["--num_steps=100000", "--checkpoint_every=5"],
+        outputs=lambda index: logs[index],
+    )
+    deadline = time.time() + 300
+    while time.time() < deadline and not glob.glob(str(tmp_path / "run/checkpoints/ckpt-5.index")):
+        time.sleep(0.2)
+    workers[1].send_signal(signal.SIGKILL)  # Mid-run, after the first checkpoint.
+    workers[1].wait()
+    killed = time.time()
+    assert workers[0].wait(timeout=120) == 2
+    noticed = time.time() - killed
+    logs[0].seek(0)
+    lines = logs[0].read().splitlines()
+    assert "Traceback" not in "\n".join(lines) and noticed < 60
+    newest = tf.train.latest_checkpoint(str(tmp_path / "run/checkpoints"))
+    assert re.fullmatch(
+        r"Error: Lost worker 1 at 127\.0\.0\.1:\d+, whose connection closed \(the process "
+        rf"ended\), at step \d+\. The newest intact checkpoint is {re.escape(newest)}; start "
+        r"every worker again with the same command to resume from it\.",
+        lines[-1],
+    ), lines[-3:]
 
 
 @pytest.mark.slow

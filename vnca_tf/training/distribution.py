@@ -9,8 +9,10 @@ has waited, and ends the wait after ``worker_timeout`` seconds or on a signal.
 import contextlib
 import json
 import os
+import re
 import subprocess
 import sys
+from typing import Optional
 
 import tensorflow as tf
 
@@ -121,6 +123,40 @@ def strategy_name(strategy: tf.distribute.Strategy) -> str:
     if isinstance(strategy, tf.distribute.MirroredStrategy):
         return "MirroredStrategy"
     return "default"
+
+
+# What a collective raises on the survivors when a worker of a multi-worker run
+# is lost: a killed process within seconds (its connection resets), a frozen or
+# vanished host when the coordination service misses its heartbeats (about
+# 10 s: TensorFlow's default, which its public API does not set).
+LOST_PEER_ERRORS = (tf.errors.UnavailableError, tf.errors.AbortedError, tf.errors.CancelledError)
+_TASK = re.compile(r"/job:(\w+)(?:/replica:\d+)?/task:(\d+)")
+
+
+def lost_peer(error: tf.errors.OpError, strategy: tf.distribute.Strategy) -> Optional[str]:
+    """Which worker a multi-worker run lost, and how, in words ("worker 1 at
+    10.0.0.2:2222, which stopped sending heartbeats"), from TensorFlow's
+    ``error``; None if the run is not multi-worker (the error is another)."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) or resolver is None:
+        return None
+    cluster = resolver.cluster_spec().as_dict()
+    me = (resolver.task_type, resolver.task_id)
+    named = [
+        (kind, int(index))
+        for kind, index in _TASK.findall(error.message)
+        if (kind, int(index)) != me and kind in cluster
+    ]
+    who = [f"{kind} {index} at {cluster[kind][index]}" for kind, index in dict.fromkeys(named)]
+    if not who:
+        who = cluster_watch.silent(_peers(cluster)) or ["a worker (TensorFlow did not say which)"]
+    if "heartbeat" in error.message:
+        how = "which stopped sending heartbeats (a frozen or vanished host)"
+    elif re.search(r"reset by peer|refused|closed|EOF", error.message, re.IGNORECASE):
+        how = "whose connection closed (the process ended)"
+    else:
+        how = f"({error.message.splitlines()[0][:200]})"
+    return f"{', '.join(who)}, {how}"
 
 
 def is_chief(strategy: tf.distribute.Strategy) -> bool:
