@@ -16,9 +16,9 @@ seeded draws from the whole split, never its first images; every image's
 importance samples come from --seed and its index in the split, so the number
 does not depend on --batch_size or --chunk_size.
 
-The model fields that keep a trained model's weights (min_steps, max_steps,
-steps_per_stage, update_probability, likelihood_convention) can be changed for
-the measurement, e.g. --config.model.max_steps=128 or
+The model fields that keep a trained model's weights
+(configs.WEIGHT_KEEPING_FIELDS: the step counts, the update rate, the bins'
+convention) can be changed for the measurement, e.g. --config.model.max_steps=128 or
 --config.model.likelihood_convention=exact (recorded in results.json's
 "overrides"); any other is refused, as are weights that do not fit one to one.
 """

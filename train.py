@@ -259,6 +259,7 @@ def main(argv):
         if run.deterministic:
             tf.config.experimental.enable_op_determinism()
         strategy = distribution.choose_strategy(run.strategy, run.worker_timeout)
+        run_folder.check_replicas(model_dir, preset, strategy.num_replicas_in_sync)
         stopper.listen()  # After a cluster's wait, which common.cluster_watch minds.
         trainer = loop.Trainer(preset, model_dir, strategy, run)
     except ValueError as error:  # Flags that do not fit together, the machine or the folder.
@@ -316,10 +317,11 @@ def main(argv):
         if lost is None:
             raise
         last = trainer.last_checkpoint()
+        whose = "The newest intact checkpoint" if trainer.chief else "This worker's newest copy"
         return cli.error(
             f"Lost {lost}, at step {trainer.current_step:,}. "
             + (
-                f"The newest intact checkpoint is {last}; start every worker again with the "
+                f"{whose} is {last}; start every worker again with the "
                 "same command to resume from it."
                 if last
                 else "No checkpoint had been written yet; start every worker again with "

@@ -6,6 +6,7 @@ import pytest
 import tensorflow as tf
 from helpers import count_params
 
+from vnca_tf import configs
 from vnca_tf.configs import paper
 from vnca_tf.models import build_model
 from vnca_tf.models.baselines import ConvBaseline
@@ -60,16 +61,21 @@ def _elu(x):
     return np.where(x > 0, x, np.expm1(np.minimum(x, 0)))
 
 
+_MNIST = presets.get("test_mnist_baseline").model
+
+
 @pytest.mark.parametrize(
     "config, last_padding",
     [
-        (presets.get("test_mnist_baseline").model, 4),  # The authors' pad + 2: 32 -> 28.
+        (_MNIST, 4),  # The authors' pad + 2: 32 -> 28.
         (
             dataclasses.replace(
                 paper.CELEB_A_BASELINE, latent_size=12, encoder_channels=2, baseline_channels=32
             ),
             2,
         ),
+        # Baselines saved before the layout was the authors': Keras' "same".
+        (dataclasses.replace(_MNIST, baseline_upsampling="keras_same"), 4),
     ],
 )
 def test_baseline_decoder_is_the_authors_pytorch_layout(config, last_padding, rng):
@@ -83,14 +89,25 @@ def test_baseline_decoder_is_the_authors_pytorch_layout(config, last_padding, rn
     )
     torch_weight = lambda layer: layer.kernel.numpy().transpose(3, 2, 0, 1)  # noqa: E731
     for layer in model.upsamplers:
-        hidden = _elu(
-            _torch_conv_transpose(hidden, torch_weight(layer), layer.bias.numpy(), 2, 2, 1)
-        )
+        if config.baseline_upsampling == "pytorch":  # padding=2, output_padding=1.
+            full = _torch_conv_transpose(hidden, torch_weight(layer), layer.bias.numpy(), 2, 2, 1)
+        else:  # Keras' "same" keeps [1, 2n + 1): padding=1, its last row and column cut.
+            side = 2 * hidden.shape[1]
+            full = _torch_conv_transpose(hidden, torch_weight(layer), layer.bias.numpy(), 2, 1)
+            full = full[:, :side, :side]
+        hidden = _elu(full)
     expected = _torch_conv_transpose(
         hidden, torch_weight(model.out), model.out.bias.numpy(), 1, last_padding
     )
     assert expected.shape[1:3] == config.image_shape[:2]
     np.testing.assert_allclose(model.decode_cells(z).numpy(), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_a_baseline_saved_before_the_pytorch_layout_reads_back_as_it_was_trained():
+    saved = configs.preset_to_dict(presets.get("test_mnist_baseline"))
+    assert configs.preset_from_dict(saved).model.baseline_upsampling == "pytorch"
+    del saved["model"]["baseline_upsampling"]  # A config.json or export of before.
+    assert configs.preset_from_dict(saved).model.baseline_upsampling == "keras_same"
 
 
 def test_baseline_damage_before_an_up_convolution_zeroes_the_right_half(rng):

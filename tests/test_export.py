@@ -318,6 +318,14 @@ def test_requests_at_the_caps_stay_within_their_memory(exported):
     assert result.returncode == 0, result.stderr[-2000:]
     peak_mb = float(result.stdout.split()[-1])
     assert peak_mb < 1000, f"a request at the caps took {peak_mb:.0f} MB more"
+    # One importance sample past the cap of k x images is refused before any work.
+    log_likelihood = tf.saved_model.load(exported[1]).signatures["log_likelihood"]
+    with pytest.raises(
+        tf.errors.InvalidArgumentError, match=r"k x the batch of images must be in \[1, 262,144\]"
+    ):
+        log_likelihood(
+            images=tf.zeros([1024, 32, 32, 1]), k=tf.constant(257), seed=tf.constant(0, tf.int64)
+        )
 
 
 @pytest.mark.slow

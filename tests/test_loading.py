@@ -143,6 +143,9 @@ def test_load_says_where_it_looked(tmp_path):
     listed = str(missing.value).split("Shipped models: ")[1].split(";")[0].split(", ")
     assert listed == sorted(os.listdir(os.path.join(REPO, "saved_models")))  # Each once.
     assert "or a Keras file (NAME.keras)" in str(missing.value)
+    (tmp_path / "ckpt-5.index").write_text("")
+    with pytest.raises(FileNotFoundError, match="ckpt-5.index is a file, but not a Keras file"):
+        vnca_tf.load(str(tmp_path / "ckpt-5.index"))
     with pytest.raises(FileNotFoundError, match="holds no model"):
         vnca_tf.load(str(tmp_path))
 

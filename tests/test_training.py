@@ -18,11 +18,11 @@ from helpers import REPO, state_variables
 
 from vnca_tf import data, loading
 from vnca_tf.configs import RunConfig
-from vnca_tf.models import build_model
+from vnca_tf.models import build_model, storage
 from vnca_tf.models.seeds import split_seed
 from vnca_tf.serving.loaded import LoadedModel
 from vnca_tf.training import run_folder
-from vnca_tf.training.distribution import choose_strategy
+from vnca_tf.training.distribution import choose_strategy, describe_lost_peer
 from vnca_tf.training.loop import NonFiniteError, Trainer
 from vnca_tf.training.pool import Pool
 
@@ -325,6 +325,40 @@ def test_multi_worker_training_keeps_workers_in_sync_and_equals_one_device(tmp_p
     assert moved == 20
 
 
+# What TensorFlow 2.21 said on worker 0 when worker 1 was killed, and frozen.
+_KILLED = (
+    "Collective ops is aborted by: recvmsg:Connection reset by peer\nAdditional GRPC error "
+    "information from remote target /job:worker/replica:0/task:1 while calling "
+    "/tensorflow.WorkerService/RecvBuf:"
+)
+_FROZEN = (
+    "Collective ops is aborted by: Error reported from /job:worker/task:1: The following tasks "
+    "are unhealthy (stopped sending heartbeats):\n/job:worker/replica:0/task:1\nThe tasks "
+    "have crashed."
+)
+
+
+def test_a_lost_peer_is_named_from_tensorflows_error_or_the_silent_address():
+    with socket.socket() as listening:
+        listening.bind(("127.0.0.1", 0))
+        listening.listen()
+        alive, gone = f"127.0.0.1:{listening.getsockname()[1]}", f"127.0.0.1:{_free_ports(1)[0]}"
+        cluster, me = {"worker": [alive, gone]}, ("worker", 0)
+        closed = "whose connection closed (the process ended)"
+        assert describe_lost_peer(_KILLED, cluster, me) == f"worker 1 at {gone}, {closed}"
+        assert describe_lost_peer(_FROZEN, cluster, me) == (
+            f"worker 1 at {gone}, which stopped sending heartbeats (a frozen or vanished host)"
+        )
+        # The chief lost, as worker 1 says it.
+        lost_chief = _KILLED.replace("task:1", "task:0")
+        assert describe_lost_peer(lost_chief, cluster, ("worker", 1)).startswith(
+            f"worker 0 at {alive}, "
+        )
+        # Named by nobody: the peer that does not answer; if all answer, not a lost peer.
+        assert describe_lost_peer("Socket closed", cluster, me) == f"worker 1 at {gone}, {closed}"
+        assert describe_lost_peer("Socket closed", {"worker": [alive, alive]}, me) is None
+
+
 @pytest.mark.slow
 def test_a_lost_worker_ends_the_survivor_with_one_line_naming_it_and_the_checkpoint(
     tmp_path, data_dir
@@ -336,16 +370,24 @@ def test_a_lost_worker_ends_the_survivor_with_one_line_naming_it_and_the_checkpo
         lambda index: ["--num_steps=100000", "--checkpoint_every=5"],
         outputs=lambda index: logs[index],
     )
-    deadline = time.time() + 300
-    while time.time() < deadline and not glob.glob(str(tmp_path / "run/checkpoints/ckpt-5.index")):
-        time.sleep(0.2)
-    workers[1].send_signal(signal.SIGKILL)  # Mid-run, after the first checkpoint.
-    workers[1].wait()
-    killed = time.time()
-    assert workers[0].wait(timeout=120) == 2
-    noticed = time.time() - killed
+    try:
+        deadline = time.time() + 300
+        while time.time() < deadline and not glob.glob(
+            str(tmp_path / "run/checkpoints/ckpt-5.index")
+        ):
+            time.sleep(0.2)
+        workers[1].send_signal(signal.SIGKILL)  # Mid-run, after the first checkpoint.
+        workers[1].wait()
+        killed = time.time()
+        assert workers[0].wait(timeout=120) == 2
+        noticed = time.time() - killed
+    finally:
+        for worker in workers:
+            worker.kill()
     logs[0].seek(0)
     lines = logs[0].read().splitlines()
+    for log in logs:
+        log.close()
     assert "Traceback" not in "\n".join(lines) and noticed < 60
     newest = tf.train.latest_checkpoint(str(tmp_path / "run/checkpoints"))
     assert re.fullmatch(
@@ -588,11 +630,12 @@ def test_a_resume_is_the_same_run_or_refused_naming_the_change(tmp_path):
     tf.train.CheckpointManager(checkpoint, run_folder.checkpoint_folder(model_dir), 1).save()
     accepted = run_folder.check_resumable(
         model_dir,
-        _changed(preset, num_steps=40, log_every=5, checkpoint_minutes=1.5),
+        _changed(preset, num_steps=40, log_every=5, checkpoint_minutes=1.5, init_from="moved"),
         dataclasses.replace(run, data_dir="/moved", strategy="mirrored", jit_compile="on"),
     )
     assert accepted == [
         "train.num_steps: 20 -> 40",
+        "train.init_from: '' -> 'moved'",
         "train.log_every: 100 -> 5",
         "train.checkpoint_minutes: 10.0 -> 1.5",
         "run.jit_compile: 'auto' -> 'on'",
@@ -608,7 +651,6 @@ def test_a_resume_is_the_same_run_or_refused_naming_the_change(tmp_path):
             "learning_rate_drops=\\(\\); this start asks for \\(10,\\)",
         ),
         (_changed(preset, beta=2.0, seed=3), run, "train.beta=1.0; .* \\(and 1 more changes\\)"),
-        (_changed(preset, init_from="x"), run, "train.init_from=''; this start asks for 'x'"),
         (_changed(preset, {"max_steps": 9}), run, "model.max_steps=64; this start asks for 9"),
         (
             preset,
@@ -621,6 +663,14 @@ def test_a_resume_is_the_same_run_or_refused_naming_the_change(tmp_path):
             run_folder.check_resumable(model_dir, changed, changed_run)
         assert "would make the rest of it another run" in str(refused.value)
         assert str(refused.value).endswith(advice)
+    # A pool run resumes on the replica count of its last start only.
+    pool = _changed(presets.get("test_mnist_damage"), pool_size=16)
+    run_folder.save_config(model_dir, pool, dataclasses.asdict(run), {"replicas": 1})
+    run_folder.check_replicas(model_dir, pool, 1)
+    run_folder.check_replicas(model_dir, preset, 2)  # No pool: the same updates.
+    with pytest.raises(run_folder.RunFolderError, match="a pool run trained on 1 replica.s.; "):
+        run_folder.check_replicas(model_dir, pool, 2)
+    run_folder.save_config(model_dir, preset, dataclasses.asdict(run), {"command": "first"})
     for changed, message in [
         (
             _changed(preset, {"hidden_size": 8}),
@@ -630,6 +680,20 @@ def test_a_resume_is_the_same_run_or_refused_naming_the_change(tmp_path):
     ]:
         with pytest.raises(run_folder.RunFolderError, match=message):
             run_folder.check_resumable(model_dir, changed, run)
+
+
+def test_a_resume_refuses_a_checkpoint_whose_model_variables_do_not_match(tmp_path, data_dir):
+    preset = _preset("test_mnist")
+    other = build_model(dataclasses.replace(preset.model, num_residual_blocks=2))
+    checkpoint = tf.train.Checkpoint(model=other, step=tf.Variable(3, dtype=tf.int64))
+    tf.train.CheckpointManager(checkpoint, run_folder.checkpoint_folder(str(tmp_path)), 1).save()
+    trainer = Trainer(preset, str(tmp_path), run=RunConfig(data_dir=data_dir))
+    with pytest.raises(
+        storage.WeightsMismatchError,
+        match=r"does not fit this run's model: 4 of its variables have no place in the model: "
+        r"model/update_net/body_1/",
+    ):
+        trainer.restore()
 
 
 @pytest.mark.slow

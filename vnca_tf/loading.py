@@ -91,7 +91,13 @@ def load(name_or_path: str, checkpoint: str = "latest"):
     Raises:
       FileNotFoundError: nothing loadable there; the message says where it looked.
     """
-    if name_or_path.endswith(".keras") and os.path.isfile(name_or_path):
+    if os.path.isfile(name_or_path):
+        if not name_or_path.endswith(".keras"):
+            raise FileNotFoundError(
+                f"{name_or_path} is a file, but not a Keras file (.keras); pass a .keras "
+                "file, a training folder (runs/NAME), an export (exports/NAME or "
+                "exports/NAME/1) or a shipped model's name."
+            )
         model = keras.saving.load_model(name_or_path)
         model.preset = None
         return model

@@ -10,6 +10,8 @@ from vnca_tf.configs.schema import ModelConfig, Preset, TrainConfig
 _EARLIER_NAMES = {"eval_every": "validation_every", "eval_batches": "validation_batches"}
 # The bins a logistic-mixture model saved before the field existed trained with.
 _EARLIER_CONVENTION = "exact"
+# The up-convolutions of a baseline saved before the field existed.
+_EARLIER_UPSAMPLING = "keras_same"
 
 
 def model_config_from_dict(saved: dict) -> ModelConfig:
@@ -18,6 +20,8 @@ def model_config_from_dict(saved: dict) -> ModelConfig:
     model["image_shape"] = tuple(model["image_shape"])
     if model.get("likelihood") == "logistic_mixture":
         model.setdefault("likelihood_convention", _EARLIER_CONVENTION)
+    if model.get("architecture") == "baseline":
+        model.setdefault("baseline_upsampling", _EARLIER_UPSAMPLING)
     return ModelConfig(**model)
 
 

@@ -19,6 +19,7 @@ DECODERS = ("doubling", "non_doubling")
 UPDATE_NETS = ("residual", "small")
 ENCODER_INPUTS = ("likelihood_scale", "unit_interval")
 LIKELIHOOD_CONVENTIONS = ("pixelcnn", "exact")
+BASELINE_UPSAMPLINGS = ("pytorch", "keras_same")
 # Choices of the command lines, defined once (the scripts import only the
 # configs before parsing their flags, so that --help stays fast).
 DATA_SOURCES = ("auto", "local", "tfds")
@@ -84,6 +85,11 @@ class ModelConfig:
       baseline_channels: channels of the baseline decoder's 2x2 grid.
       baseline_dense_elu: an ELU after the baseline's dense layer (A.1 has one,
         A.6 not).
+      baseline_upsampling: which outputs of the baseline's stride-2
+        up-convolutions are kept: "pytorch" (the authors' ConvTranspose2d with
+        padding=2, output_padding=1: [2, 2n + 2) of the full 2n + 3) or
+        "keras_same" (Keras' padding="same": [1, 2n + 1), one pixel off; the
+        layout of baselines saved before this field, which they read back as).
     """
 
     architecture: str = "vnca"
@@ -103,6 +109,7 @@ class ModelConfig:
     encoder_channels: int = 32
     baseline_channels: int = 512
     baseline_dense_elu: bool = False
+    baseline_upsampling: str = "pytorch"
     update_probability: float = 1.0
     encoder_input: str = "likelihood_scale"
     likelihood_convention: str = "pixelcnn"
@@ -116,6 +123,7 @@ class ModelConfig:
         _check_choice("update_net", self.update_net, UPDATE_NETS)
         _check_choice("encoder_input", self.encoder_input, ENCODER_INPUTS)
         _check_choice("likelihood_convention", self.likelihood_convention, LIKELIHOOD_CONVENTIONS)
+        _check_choice("baseline_upsampling", self.baseline_upsampling, BASELINE_UPSAMPLINGS)
         _check_at_least(
             self,
             1,

@@ -35,6 +35,7 @@ class ConvBaseline(VAE):
         grown = INITIAL_SIDE * 2**self.num_upsamplings
         self.crop = ((grown + _KERNEL - 1 - height) // 2, (grown + _KERNEL - 1 - width) // 2)
         channels = config.baseline_channels
+        pytorch = config.baseline_upsampling == "pytorch"
         self.dense = layers.Dense(
             INITIAL_SIDE * INITIAL_SIDE * channels,
             activation="elu" if config.baseline_dense_elu else None,
@@ -50,6 +51,7 @@ class ConvBaseline(VAE):
                     channels // 2 ** (i + 1),
                     _KERNEL,
                     strides=2,
+                    padding="valid" if pytorch else "same",
                     activation="elu",
                     name=f"upsample_{i}",
                     **torch_defaults(channels // 2 ** (i + 1) * _KERNEL**2),
@@ -59,8 +61,9 @@ class ConvBaseline(VAE):
         )
         # The authors' up-convolution is PyTorch's ConvTranspose2d(5, stride=2,
         # padding=2, output_padding=1): of the full 2n + 3 outputs it keeps
-        # [2, 2n + 2). (Keras' padding="same" keeps [1, 2n + 1), a pixel off.)
-        self.pytorch_crop = layers.Cropping2D(((2, 1), (2, 1)), name="pytorch_crop")
+        # [2, 2n + 2). (Keras' padding="same" keeps [1, 2n + 1), a pixel off:
+        # baseline_upsampling="keras_same", the baselines saved before.)
+        self.pytorch_crop = layers.Cropping2D(((2, 1), (2, 1)) if pytorch else 0)
         cell_channels = self.likelihood.cell_channels
         self.out = layers.Conv2DTranspose(
             cell_channels, _KERNEL, name="out", **torch_defaults(cell_channels * _KERNEL**2)

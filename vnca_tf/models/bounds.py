@@ -76,7 +76,9 @@ def iwae_bounds(
     else:  # Tensors (a signature's): the chunk still follows k.
         num_samples = tf.convert_to_tensor(num_samples, tf.int32)
         tf.debugging.assert_positive(num_samples, message="k (num_samples) must be >= 1.")
-        chunk_size = tf.minimum(tf.convert_to_tensor(chunk_size, tf.int32), num_samples)
+        chunk_size = tf.convert_to_tensor(chunk_size, tf.int32)
+        tf.debugging.assert_positive(chunk_size, message="chunk_size must be >= 1.")
+        chunk_size = tf.minimum(chunk_size, num_samples)
     images = model.check_images(images)
     posterior = model.posterior_of_checked(images)
     batch = tf.shape(images)[0]

@@ -42,7 +42,7 @@ def read_weights(model, path: str, trained=None) -> None:
         differs; one line names the fields and the variables.
     """
     fields = weight_changing_fields(trained, model.config) if trained is not None else ()
-    mismatches = _mismatched_variables(model, path)
+    mismatches = mismatched_variables(model, path)
     if fields or mismatches:
         raise WeightsMismatchError(
             f"The weights in {path} do not fit this model"
@@ -55,7 +55,7 @@ def read_weights(model, path: str, trained=None) -> None:
     tf.train.Checkpoint(model=model).read(path).expect_partial().assert_existing_objects_matched()
 
 
-def _mismatched_variables(model, path: str) -> list:
+def mismatched_variables(model, path: str) -> list:
     """What keeps the checkpoint ``path`` and ``model`` from matching one to one:
     the model's variables it lacks, its model variables the model has no place
     for, and the variables whose shapes differ (each a phrase naming them)."""

@@ -50,9 +50,11 @@ def choose_strategy(name: str = "auto", worker_timeout: float = 600.0) -> tf.dis
     return tf.distribute.get_strategy()
 
 
-def _peers(cluster: dict) -> list:
-    """(name, address) of the cluster's other tasks, e.g. ("worker 1", "10.0.0.2:2222")."""
-    task = json.loads(os.environ.get("TF_CONFIG") or "{}").get("task", {})
+def _peers(cluster: dict, task: Optional[dict] = None) -> list:
+    """(name, address) of the cluster's tasks but ``task`` (default: TF_CONFIG's),
+    e.g. ("worker 1", "10.0.0.2:2222")."""
+    if task is None:
+        task = json.loads(os.environ.get("TF_CONFIG") or "{}").get("task", {})
     return [
         (f"{kind} {index}", address)
         for kind, addresses in cluster.items()
@@ -127,35 +129,44 @@ def strategy_name(strategy: tf.distribute.Strategy) -> str:
 
 # What a collective raises on the survivors when a worker of a multi-worker run
 # is lost: a killed process within seconds (its connection resets), a frozen or
-# vanished host when the coordination service misses its heartbeats (about
-# 10 s: TensorFlow's default, which its public API does not set).
+# vanished host when the coordination service misses its heartbeats (10 s on
+# loopback: TensorFlow's default, which its public API does not set).
 LOST_PEER_ERRORS = (tf.errors.UnavailableError, tf.errors.AbortedError, tf.errors.CancelledError)
 _TASK = re.compile(r"/job:(\w+)(?:/replica:\d+)?/task:(\d+)")
 
 
 def lost_peer(error: tf.errors.OpError, strategy: tf.distribute.Strategy) -> Optional[str]:
-    """Which worker a multi-worker run lost, and how, in words ("worker 1 at
-    10.0.0.2:2222, which stopped sending heartbeats"), from TensorFlow's
-    ``error``; None if the run is not multi-worker (the error is another)."""
+    """Which worker a multi-worker run lost, and how, in words; None if the run
+    is not multi-worker or no peer is lost (the error is another)."""
     resolver = getattr(strategy, "cluster_resolver", None)
     if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) or resolver is None:
         return None
     cluster = resolver.cluster_spec().as_dict()
-    me = (resolver.task_type, resolver.task_id)
+    return describe_lost_peer(error.message, cluster, (resolver.task_type, resolver.task_id))
+
+
+def describe_lost_peer(message: str, cluster: dict, me: tuple) -> Optional[str]:
+    """The lost peer of TensorFlow's error ``message`` in words ("worker 1 at
+    10.0.0.2:2222, which stopped sending heartbeats"): the tasks it names but
+    ``me`` (type, index), else the peers of ``cluster`` that do not answer;
+    None if there are neither."""
     named = [
         (kind, int(index))
-        for kind, index in _TASK.findall(error.message)
-        if (kind, int(index)) != me and kind in cluster
+        for kind, index in _TASK.findall(message)
+        if (kind, int(index)) != tuple(me) and int(index) < len(cluster.get(kind, []))
     ]
     who = [f"{kind} {index} at {cluster[kind][index]}" for kind, index in dict.fromkeys(named)]
     if not who:
-        who = cluster_watch.silent(_peers(cluster)) or ["a worker (TensorFlow did not say which)"]
-    if "heartbeat" in error.message:
+        task = {"type": me[0], "index": me[1]}
+        who = cluster_watch.silent(_peers(cluster, task))
+    if not who:
+        return None
+    if "heartbeat" in message:
         how = "which stopped sending heartbeats (a frozen or vanished host)"
-    elif re.search(r"reset by peer|refused|closed|EOF", error.message, re.IGNORECASE):
+    elif re.search(r"reset by peer|refused|socket closed|EOF", message, re.IGNORECASE):
         how = "whose connection closed (the process ended)"
     else:
-        how = f"({error.message.splitlines()[0][:200]})"
+        how = f"({message.strip().splitlines()[0][:200]})"
     return f"{', '.join(who)}, {how}"
 
 

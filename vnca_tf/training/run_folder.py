@@ -69,7 +69,8 @@ def record_start(model_dir: str, start: dict) -> str:
     """Appends ``start`` (command, step, time, accepted changes) to the history
     of a run's config.json, whose settings stay as the run started."""
     record = read_config(model_dir)
-    record["starts"] = [*record.get("starts", []), start]
+    first = {"command": record.get("run", {}).get("command"), "step": 0}  # Before "starts".
+    record["starts"] = [*record.get("starts", [first]), start]
     return _write_config(model_dir, record)
 
 
@@ -89,7 +90,13 @@ def read_config(model_dir: str) -> dict:
             "--model_dir that train.py wrote to."
         )
     with open(path) as f:
-        return json.load(f)
+        try:
+            return json.load(f)
+        except json.JSONDecodeError as error:
+            raise RunFolderError(
+                f"{path} is not valid JSON ({error}): it was cut short or edited. Restore "
+                "it from a copy, or pick a new --model_dir."
+            ) from None
 
 
 def read_preset(model_dir: str) -> configs.Preset:
@@ -100,13 +107,15 @@ def read_preset(model_dir: str) -> configs.Preset:
 # What a resume may change: settings that decide when the run reports,
 # validates and saves, how long it runs, and how it executes (the strategy and
 # replicas over the same global batch, XLA, recomputation, microbatches: the
-# same updates to float rounding; the data's folder, not the data; each
-# start records its strategy and replica count in the history). Every
+# same updates to float rounding, except a pool run's replica count:
+# check_replicas; the data's folder, not the data; each start records its
+# strategy and replica count in the history). Every
 # other field of the model, training or run (batch size, seed, schedule,
 # data, precision, ...) would make the rest of the run another run.
 RESUME_ACCEPTS = {
     "train": (
         "num_steps",
+        "init_from",  # A resume reads its own checkpoint, never init_from again.
         "log_every",
         "log_minutes",
         "validation_every",
@@ -155,7 +164,7 @@ def check_resumable(
             + (f"; changed {', '.join(another)}" if another else "")
             + f"); pick a new --model_dir to train {preset.name}."
         )
-    if tf.train.get_checkpoint_state(checkpoint_folder(model_dir)) is None:
+    if not _has_checkpoint(model_dir):
         return []
     changes = _differences(
         [
@@ -177,18 +186,34 @@ def check_resumable(
     return [f"{section}.{field}: {old!r} -> {new!r}" for field, section, old, new in changes]
 
 
+def check_replicas(model_dir: str, preset: configs.Preset, replicas: int) -> None:
+    """Refuses to resume a pool run on another number of replicas than its
+    last start's: each replica pools half of its own share of the batch and
+    damages with its own seed, so the count changes what the run computes."""
+    starts = read_config(model_dir).get("starts", []) if _has_checkpoint(model_dir) else []
+    before = starts[-1].get("replicas") if starts else None
+    if preset.train.pool_size and before is not None and before != replicas:
+        raise RunFolderError(
+            f"{model_dir} holds a pool run trained on {before} replica(s); this start has "
+            f"{replicas}. Each replica pools and damages its own share of the batch, so "
+            f"the rest would be another run: resume on {before} replica(s), or start a new "
+            f"run from its weights: --init_from={model_dir} --model_dir=NEW_FOLDER."
+        )
+
+
+def _has_checkpoint(model_dir: str) -> bool:
+    return tf.train.get_checkpoint_state(checkpoint_folder(model_dir)) is not None
+
+
 def _saved_run_config(run: dict, new: Optional[configs.RunConfig]):
-    """The RunConfig a run started with (None for a config.json without one).
-    Its strategy is taken from ``new``: config.json records the strategy a
-    start resolved ("default", "mirrored", ...), and each start's own in its
-    history, which a resume may change."""
-    names = {field.name for field in dataclasses.fields(configs.RunConfig)}
-    if new is None or not names <= set(run):
+    """The RunConfig a run started with, as far as config.json says: a field
+    that a config.json of an earlier version lacks is taken from ``new`` (not
+    compared), and so is the strategy (config.json records the one a start
+    resolved, "default", "mirrored", ...; each start's own is in its history)."""
+    if new is None:
         return None
-    return dataclasses.replace(
-        configs.RunConfig(**{name: run[name] for name in names - {"strategy"}}),
-        strategy=new.strategy,
-    )
+    names = {field.name for field in dataclasses.fields(configs.RunConfig)} - {"strategy"}
+    return dataclasses.replace(new, **{name: run[name] for name in names if name in run})
 
 
 def _differences(sections) -> list:
@@ -259,7 +284,8 @@ def read_newest_intact(read: Callable[[str], object], paths: List[str]) -> str:
 def training_record(model_dir: str, path: str) -> dict:
     """How the checkpoint at ``path`` was trained: its path, steps, wall-clock seconds
     (None for checkpoints that predate the count), and train.py's run settings
-    (command, precision, strategy, replicas) from config.json."""
+    from config.json: the run's command and precision, and the strategy and
+    replicas of its newest start."""
     reader = tf.train.load_checkpoint(path)
     run = read_config(model_dir).get("run", {})
     seconds = _value_key(TRAIN_SECONDS)
@@ -268,8 +294,10 @@ def training_record(model_dir: str, path: str) -> dict:
         "steps": int(reader.get_tensor(_value_key(STEP))),
         "wall_time_s": (float(reader.get_tensor(seconds)) if reader.has_tensor(seconds) else None),
     }
+    newest = (read_config(model_dir).get("starts") or [{}])[-1]  # A resume may change these.
+    record.update({key: run[key] for key in ("command", "precision") if key in run})
     record.update(
-        {key: run[key] for key in ("command", "precision", "strategy", "replicas") if key in run}
+        {key: newest.get(key, run.get(key)) for key in ("strategy", "replicas") if key in run}
     )
     return record
 

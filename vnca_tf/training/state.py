@@ -18,7 +18,7 @@ import tensorflow as tf
 
 from vnca_tf.common import faults
 from vnca_tf.configs import CHECKPOINTS, Preset, RunConfig
-from vnca_tf.models import build_model
+from vnca_tf.models import build_model, storage
 from vnca_tf.training import run_folder
 from vnca_tf.training.distribution import MIRRORED
 from vnca_tf.training.loss_scale import DynamicLossScale
@@ -103,15 +103,23 @@ class TrainingState:
         latest = self.managers["latest"]
         self.resumed_from = self.initialized_from = None
         if latest.checkpoints:
-            self.resumed_from = run_folder.read_newest_intact(
-                lambda path: self.checkpoint.restore(path).assert_existing_objects_matched(),
-                latest.checkpoints,
-            )
+            self.resumed_from = run_folder.read_newest_intact(self._resume, latest.checkpoints)
         elif self.config.init_from:
             self.initialized_from = run_folder.read_initial_weights(
                 self.model, self.config.init_from
             )
         return int(self.step.numpy())
+
+    def _resume(self, path: str) -> None:
+        """Restores the whole state from the checkpoint ``path``, once its model
+        variables and the model's match one to one (storage.read_weights' rule)."""
+        mismatches = storage.mismatched_variables(self.model, path)
+        if mismatches:
+            raise storage.WeightsMismatchError(
+                f"The checkpoint {path} does not fit this run's model: {'; '.join(mismatches)}; "
+                "another model or version of vnca_tf wrote it. Start a new --model_dir."
+            )
+        self.checkpoint.restore(path).assert_existing_objects_matched()
 
     def set_learning_rate(self, step: int, first: bool) -> None:
         """Sets the optimizer's rate for ``step`` (the run's ``first`` step, and
