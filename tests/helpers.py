@@ -19,6 +19,15 @@ def count_params(layer) -> int:
     return sum(int(np.prod(weight.shape)) for weight in layer.weights)
 
 
+def mirrored_strategy(devices):
+    """A MirroredStrategy whose collective keys no earlier one in this process
+    used: two with the same key base share collective instances, and the second
+    fails with "Shape mismatch in the collective instance" (TensorFlow's own
+    tests raise the base the same way, in strategy_combinations.py)."""
+    tf.distribute.MirroredStrategy._collective_key_base += 100000
+    return tf.distribute.MirroredStrategy(devices)
+
+
 def binary_images(rng, batch, side):
     """A batch of random 0/1 images, NHWC float32."""
     return (rng.random((batch, side, side, 1)) > 0.5).astype(np.float32)

@@ -6,7 +6,7 @@ device. Marked ``gpu``; skipped where TensorFlow finds no GPU (conftest.py).
 import numpy as np
 import pytest
 import tensorflow as tf
-from helpers import binary_images, quiet_preset
+from helpers import binary_images, mirrored_strategy, quiet_preset
 
 from vnca_tf.configs import RunConfig
 from vnca_tf.serving.export import export
@@ -81,9 +81,7 @@ def test_mirrored_over_every_gpu_makes_the_one_device_update(tmp_path):
     one, one_metrics = _trained(
         tmp_path / "one", tf.distribute.OneDeviceStrategy(gpus[0]), start=start
     )
-    every, every_metrics = _trained(
-        tmp_path / "every", tf.distribute.MirroredStrategy(gpus), start=start
-    )
+    every, every_metrics = _trained(tmp_path / "every", mirrored_strategy(gpus), start=start)
     for a, b in zip(_weights(one), _weights(every), strict=True):
         np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-6)
     assert every_metrics["loss"] == pytest.approx(one_metrics["loss"], rel=1e-5)

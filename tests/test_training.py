@@ -14,7 +14,7 @@ import numpy as np
 import presets
 import pytest
 import tensorflow as tf
-from helpers import REPO, state_variables
+from helpers import REPO, mirrored_strategy, state_variables
 
 from vnca_tf import data, loading
 from vnca_tf.configs import RunConfig
@@ -171,7 +171,7 @@ def test_checkpoints_are_also_written_by_time(tmp_path, data_dir, capsys):
 def test_two_replicas_make_the_same_update_as_one_device(tmp_path, data_dir):
     images = data.load_split("binarized_mnist", "test", data_dir=data_dir).take(64).cache()
     preset = _preset("test_mnist", batch_size=8, learning_rate=1e-3)
-    mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    mirrored = mirrored_strategy(["/cpu:0", "/cpu:1"])
     assert mirrored.num_replicas_in_sync == 2
     results, start = [], None
     for strategy, folder in ((tf.distribute.get_strategy(), "one"), (mirrored, "two")):
@@ -833,7 +833,7 @@ def test_pool_runs_train_on_every_batch_size_and_replica_count(
 ):
     preset = _preset("test_mnist_damage", batch_size=batch_size, pool_size=16, damage_size=2)
     devices = [f"/cpu:{index}" for index in range(replicas)]
-    strategy = tf.distribute.MirroredStrategy(devices) if replicas > 1 else None
+    strategy = mirrored_strategy(devices) if replicas > 1 else None
     trainer = Trainer(preset, str(tmp_path), strategy, run=RunConfig(data_dir=data_dir))
     metrics = trainer.train(3, progress=False)
     assert np.isfinite(metrics["loss"]) and metrics["skipped"] == 0

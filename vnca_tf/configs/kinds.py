@@ -21,6 +21,9 @@ class ModelKind:
     title = ""
     damage_kind: Optional[str] = None  # Its damage figure and signature, if any.
     small_preset = ""  # A shipped preset of this kind, made for a CPU.
+    # Fields added after configs of this kind were first saved, with the value
+    # those configs trained with (configs/saved.py fills them in).
+    earlier_defaults: dict = {}
 
     def __init__(self, config):
         self.config = config
@@ -148,6 +151,7 @@ class ConvolutionalBaseline(ModelKind):
     """The deep convolutional VAE of appendix A.6 / A.1: no NCA, no growth."""
 
     title = "convolutional baseline"
+    earlier_defaults = {"baseline_upsampling": "keras_same"}
 
     def plain_words(self) -> str:
         return "Draws the whole image at once with a convolutional network: no cells, no growth."

@@ -3,6 +3,7 @@ with the fields that earlier versions named or lacked."""
 
 import dataclasses
 
+from vnca_tf.configs.kinds import kind_of
 from vnca_tf.configs.schema import ModelConfig, Preset, TrainConfig
 
 # TrainConfig fields under their earlier names, in configs saved before the
@@ -10,8 +11,6 @@ from vnca_tf.configs.schema import ModelConfig, Preset, TrainConfig
 _EARLIER_NAMES = {"eval_every": "validation_every", "eval_batches": "validation_batches"}
 # The bins a logistic-mixture model saved before the field existed trained with.
 _EARLIER_CONVENTION = "exact"
-# The up-convolutions of a baseline saved before the field existed.
-_EARLIER_UPSAMPLING = "keras_same"
 
 
 def model_config_from_dict(saved: dict) -> ModelConfig:
@@ -20,9 +19,9 @@ def model_config_from_dict(saved: dict) -> ModelConfig:
     model["image_shape"] = tuple(model["image_shape"])
     if model.get("likelihood") == "logistic_mixture":
         model.setdefault("likelihood_convention", _EARLIER_CONVENTION)
-    if model.get("architecture") == "baseline":
-        model.setdefault("baseline_upsampling", _EARLIER_UPSAMPLING)
-    return ModelConfig(**model)
+    config = ModelConfig(**model)
+    earlier = kind_of(config).earlier_defaults
+    return dataclasses.replace(config, **{k: v for k, v in earlier.items() if k not in saved})
 
 
 def preset_from_dict(saved: dict) -> Preset:
