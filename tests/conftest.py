@@ -1,5 +1,6 @@
-"""Shared test settings: quiet TensorFlow logs, two CPU devices, the data and
-fixture folders, and the markers that follow from them."""
+"""Shared test settings: quiet TensorFlow logs, two CPU devices, GPU memory
+taken as needed, the data and fixture folders, and the markers that follow
+from them."""
 
 import os
 
@@ -14,6 +15,9 @@ from helpers import REPO  # noqa: E402
 tf.config.set_logical_device_configuration(
     tf.config.list_physical_devices("CPU")[0], [tf.config.LogicalDeviceConfiguration()] * 2
 )
+# pytest-xdist runs two test processes: neither may take a GPU's whole memory.
+for gpu in tf.config.list_physical_devices("GPU"):
+    tf.config.experimental.set_memory_growth(gpu, True)
 
 
 @pytest.fixture

@@ -206,7 +206,7 @@ def test_checkpoint_and_saved_model_evaluate_to_the_same_number(tmp_path, data_d
         export(model, preset, str(tmp_path / "export"), training=training)
     )
     assert loaded.training == training and training["steps"] == 5
-    images = data.draw_batch(likelihood.split_images(preset, data_dir=data_dir), 16, seed=0)
+    images = data.draw_batch(likelihood.split_images(preset, data_dir=data_dir), 8, seed=0)
     bounds = [m.iwae(images, 32, seed=3) for m in (model, loaded)]
     np.testing.assert_allclose(bounds[0], bounds[1], rtol=1e-5)
     # The bound is the model's whatever the chunk (the export picks its own),
@@ -214,7 +214,7 @@ def test_checkpoint_and_saved_model_evaluate_to_the_same_number(tmp_path, data_d
     # are refused, not ignored.
     np.testing.assert_allclose(model.iwae(images, 32, seed=3, chunk_size=5), bounds[0], rtol=1e-5)
     with pytest.raises(ValueError, match="image_ids need the model rebuilt"):
-        loaded.iwae(images, 32, seed=3, image_ids=tf.range(16))
+        loaded.iwae(images, 32, seed=3, image_ids=tf.range(8))
     # The command line: an export, then a refusal to overwrite it (no traceback).
     command = [
         sys.executable,

@@ -19,8 +19,18 @@ from vnca_tf.serving.loaded import LoadedModel
 
 SHIPPED = sorted(glob.glob(os.path.join(REPO, "saved_models", "*", "1")))
 NAMES = [os.path.basename(os.path.dirname(path)) for path in SHIPPED]
-# Of each shipped model's images, those measured again (IWAE-128).
-NUM_EXAMPLES = 8
+# Of each shipped model's images, those measured again (IWAE-128): each bound
+# comes from the seed and the image's index, so four to 0.01 nats show any
+# change of the model or the estimator.
+NUM_EXAMPLES = 4
+# Whole-image error after regrowth over that right after the damage, for the
+# latents and seed of test_shipped_model_samples_grows_and_repairs_damage.
+RECOVERED_OVER_DAMAGED = {
+    "mnist_damage_cpu": 0.736,
+    "mnist_heal_cpu": 0.425,
+    "mnist_regrow_cpu": 0.444,
+    "mnist_regrow_long_cpu": 0.322,
+}
 
 
 def test_the_doubling_and_the_damage_recovery_model_ship():
@@ -92,8 +102,8 @@ def test_results_say_how_the_model_was_trained_and_measured(path):
 @pytest.mark.slow
 @pytest.mark.parametrize("path", SHIPPED, ids=NAMES)
 def test_each_shipped_bound_is_measured_again_to_the_same_number(path, data_dir):
-    # Every image's bound comes from the seed and its index in the split: eight
-    # of the shipped images, measured again, give their shipped numbers (float
+    # Every image's bound comes from the seed and its index in the split: the
+    # first shipped images, measured again, give their shipped numbers (float
     # rounding apart), so a change of the model or the estimator shows at once.
     shipped = _results(path)
     model, preset, _ = loading.restore_saved_model(path)
@@ -161,9 +171,11 @@ def test_shipped_model_samples_grows_and_repairs_damage(path, rng):
     assert frames.shape[1:] == (4, height, width, 1) and np.isfinite(frames).all()
     if model.config.decoder == "non_doubling":
         grown, damaged, recovered = (np.asarray(x) for x in model.damage_recovery(z, seed=1))
-        # Regrowth brings the damaged images back towards what was grown
-        # (mnist_damage_cpu: 0.049 against 0.066 for these latents).
-        assert np.abs(recovered - grown).mean() < 0.9 * np.abs(damaged - grown).mean()
+        # Regrowth brings the damaged images back towards what was grown, by
+        # as much as it did when the model shipped.
+        ratio = np.abs(recovered - grown).mean() / np.abs(damaged - grown).mean()
+        name = os.path.basename(os.path.dirname(path))
+        assert ratio == pytest.approx(RECOVERED_OVER_DAMAGED[name], abs=0.02)
     else:
         damaged = np.asarray(model.damage_during_growth(z))
         assert damaged.shape == (model.config.num_doublings + 1, 4, height, width, 1)
