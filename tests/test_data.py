@@ -372,6 +372,19 @@ def test_amat_in_another_number_format_is_read(tmp_path):
     assert images.shape == (1, 28, 28, 1) and images[0, 0, 0, 0] == 1 and images.sum() == 1
 
 
+def test_the_fast_amat_reader_reads_what_the_line_by_line_one_does(data_dir, tmp_path):
+    # The real file's first 300 lines, once as they are and once with Windows
+    # line ends, a trailing blank line and no final newline.
+    with gzip.open(os.path.join(data_dir, "binarized_mnist", "binarized_mnist_test.amat.gz")) as f:
+        lines = f.read().split(b"\n")[:300]
+    for raw in (b"\n".join(lines) + b"\n", b"\r\n".join(lines) + b"\r\n\r\n" + lines[0]):
+        path = tmp_path / "binarized_mnist_test.amat"
+        path.write_bytes(raw)
+        fast = readers.read_amat(str(path))
+        np.testing.assert_array_equal(fast, readers._read_amat_slowly(str(path), raw))
+        assert fast.dtype == np.uint8 and fast.sum() > 300 * 50
+
+
 def _write_idx(path, magic, shape, payload):
     path.write_bytes(struct.pack(">i", magic) + struct.pack(f">{len(shape)}i", *shape) + payload)
 

@@ -34,6 +34,9 @@ def find_file(folders: Sequence[str], name: str) -> Optional[str]:
     return None
 
 
+_AMAT_LINE = 2 * 784  # Bytes per line: each value, then a space or newline.
+
+
 def read_amat(path: str) -> np.ndarray:
     """A binarized MNIST .amat file -> uint8 array (N, 28, 28, 1) of 0/1."""
     try:
@@ -41,22 +44,21 @@ def read_amat(path: str) -> np.ndarray:
             raw = f.read()
     except (OSError, EOFError) as error:
         raise DataError(f"Cannot read {path}: {error}. Download the file again.") from None
-    data = np.frombuffer(raw, np.uint8)
-    digit = (data == ord("0")) | (data == ord("1"))
-    newline = data == ord("\n")
-    blank = (data == ord(" ")) | (data == ord("\t")) | (data == ord("\r")) | newline
-    if np.all(digit | blank) and not np.any(digit[1:] & digit[:-1]):
-        # Fast path: single-character 0/1 values, as in the original files.
-        line_of = np.cumsum(newline)[digit]
-        counts = np.bincount(line_of, minlength=int(newline.sum()) + 1)
-        rows = np.flatnonzero(counts)
-        values = data[digit] - ord("0")
-    else:
-        rows, values = None, None
-    if rows is None or np.any(counts[rows] != 784):
+    # Fast path, the original files' layout: lines of 784 single-digit values,
+    # each followed by a space or, the last, by the newline. Anything else is
+    # read line by line.
+    rows = np.frombuffer(raw, np.uint8)
+    if rows.size == 0 or rows.size % _AMAT_LINE:
         return _read_amat_slowly(path, raw)
-    if values.size == 0:
-        raise DataError(f"{path} holds no images.")
+    rows = rows.reshape(-1, _AMAT_LINE)
+    values = rows[:, 0::2] - np.uint8(ord("0"))  # Bytes below "0" wrap past 1.
+    separators = rows[:, 1::2]
+    if not (
+        np.all(values <= 1)
+        and np.all(separators[:, :-1] == ord(" "))
+        and np.all(separators[:, -1] == ord("\n"))
+    ):
+        return _read_amat_slowly(path, raw)
     return values.reshape(-1, 28, 28, 1)
 
 
