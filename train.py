@@ -96,6 +96,12 @@ flags.DEFINE_float(
     "worker of TF_CONFIG's cluster to join before giving up.",
     lower_bound=1.0,
 )
+flags.DEFINE_float(
+    "console_seconds",
+    30.0,
+    "Seconds between progress lines when the console is a log file "
+    "(a terminal's line is redrawn after every step).",
+)
 _TRAIN_FLAGS = {
     "num_steps": (flags.DEFINE_integer, "Number of training steps."),
     "batch_size": (flags.DEFINE_integer, "Global batch size (over all replicas)."),
@@ -169,6 +175,7 @@ def run_config() -> configs.RunConfig:
         data_dir=FLAGS.data_dir,
         deterministic=FLAGS.deterministic,
         worker_timeout=FLAGS.worker_timeout,
+        console_seconds=FLAGS.console_seconds,
     )
 
 

@@ -180,6 +180,21 @@ def test_bad_training_settings_are_rejected(field, value):
         configs.TrainConfig(**{field: value})
 
 
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("microbatches", 0),
+        ("worker_timeout", 0.0),
+        ("worker_timeout", float("inf")),
+        ("console_seconds", 0.0),
+        ("console_seconds", float("nan")),
+    ],
+)
+def test_bad_run_settings_are_rejected(field, value):
+    with pytest.raises(ValueError, match=f"{field} must be"):
+        configs.RunConfig(**{field: value})
+
+
 def test_configs_saved_under_earlier_field_names_still_load():
     saved = dataclasses.asdict(configs.get_preset("mnist_cpu"))
     saved["train"]["eval_every"] = saved["train"].pop("validation_every")

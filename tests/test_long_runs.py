@@ -324,6 +324,7 @@ def test_the_console_speaks_from_the_first_seconds_and_tensorboard_from_the_firs
             "--num_steps=100000",
             "--log_every=100000",
             "--checkpoint_every=100000",
+            "--console_seconds=1",
         ]
     )
     times = [

@@ -265,6 +265,8 @@ class RunConfig:
         "tfds"; the folder of original files, default $VNCA_DATA_DIR).
       deterministic: TensorFlow's op determinism.
       worker_timeout: seconds a multi-worker run waits for its cluster.
+      console_seconds: seconds between progress lines where the console is a
+        log file, not a terminal (which is redrawn after every step).
     """
 
     strategy: str = "auto"
@@ -276,6 +278,7 @@ class RunConfig:
     data_dir: Optional[str] = None
     deterministic: bool = False
     worker_timeout: float = 600.0
+    console_seconds: float = 30.0
 
     def __post_init__(self):
         _check_choice("strategy", self.strategy, STRATEGIES)
@@ -287,6 +290,10 @@ class RunConfig:
         if not 0 < self.worker_timeout < math.inf:
             raise ValueError(
                 f"worker_timeout must be a finite number > 0, got {self.worker_timeout}."
+            )
+        if not 0 < self.console_seconds < math.inf:
+            raise ValueError(
+                f"console_seconds must be a finite number > 0, got {self.console_seconds}."
             )
 
 

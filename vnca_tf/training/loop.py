@@ -72,7 +72,9 @@ class Trainer:
         self.step_function = TrainingStep(
             self.state, preset, self.strategy, local_batch, run.microbatches, self.jit_compile
         )
-        self.console = Console(self.config.num_steps, enabled=self.chief)
+        self.console = Console(
+            self.config.num_steps, enabled=self.chief, log_seconds=run.console_seconds
+        )
         self.inputs = TrainingInputs(
             preset, run, self.strategy, self.console, dataset, validation_dataset
         )

@@ -133,6 +133,7 @@ RESUME_ACCEPTS = {
         "data_dir",
         "deterministic",
         "worker_timeout",
+        "console_seconds",
     ),
 }
 
