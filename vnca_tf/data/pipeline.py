@@ -149,11 +149,13 @@ def resolve_data_dir(data_dir: Optional[str]) -> Optional[str]:
 # ---------------------------------------------------------------- preprocessing
 
 
-def _pad_to(image, size: int):
-    """Zero-pads a 28x28 image to size x size, the digit in the centre."""
+def _pad_to(images, size: int):
+    """Zero-pads 28x28 images (..., 28, 28, C) to size x size, each digit in
+    the centre."""
     before = (size - 28) // 2
     after = size - 28 - before
-    return tf.pad(image, [[before, after], [before, after], [0, 0]])
+    leading = [[0, 0]] * (images.shape.rank - 3)
+    return tf.pad(images, leading + [[before, after], [before, after], [0, 0]])
 
 
 def _resize(image, size: int, crop: bool):
@@ -188,7 +190,8 @@ def _over_white(rgba):
 
 
 def _preprocess(spec: DatasetSpec, size: int, crop: bool):
-    """The per-image map function of a dataset."""
+    """The map function of a dataset: of one image, or of a block of images
+    (..., H, W, C) for the single-channel (MNIST-type) datasets."""
     if spec.name == "binarized_mnist":
         return lambda image: _pad_to(image, size)
     if spec.name == "mnist":
@@ -196,6 +199,11 @@ def _preprocess(spec: DatasetSpec, size: int, crop: bool):
     if spec.name == "celeb_a":
         return lambda image: _resize(image, size, crop)
     return lambda rgba: _resize(_over_white(rgba), size, crop)
+
+
+def _on_images(preprocess):
+    """``preprocess`` applied to the images of (images, labels) pairs."""
+    return lambda images, labels: (preprocess(images), labels)
 
 
 # ---------------------------------------------------------------- local files
@@ -435,13 +443,12 @@ def load_split(
 
     preprocess = _preprocess(spec, size, crop)
     if with_labels:
-        dataset = dataset.map(
-            lambda image, label: (preprocess(image), label),
-            num_parallel_calls=tf.data.AUTOTUNE,
-            deterministic=True,
-        )
-    else:
-        dataset = dataset.map(preprocess, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        preprocess = _on_images(preprocess)
+    if spec.channels == 1:  # Digits of one size: a block at a time (one by one, seconds).
+        dataset = dataset.batch(_STACK_BATCH)
+    dataset = dataset.map(preprocess, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    if spec.channels == 1:
+        dataset = dataset.unbatch()
     if paths:  # Decoding files is the slow part: do it once, up front.
         dataset = dataset.cache()
         _fill_cache(dataset, paths, _DECODERS[spec.name])
