@@ -38,7 +38,9 @@ def _array(dataset):
     ],
 )
 def test_split_sizes(data_dir, name, split, size):
-    assert _count(data.load_split(name, split, data_dir=data_dir)) == size
+    dataset = data.load_split(name, split, data_dir=data_dir)
+    assert _count(dataset) == size
+    assert int(dataset.cardinality()) == size  # What train.py reports as loaded.
 
 
 def test_paper_training_splits():

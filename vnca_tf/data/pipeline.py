@@ -445,10 +445,13 @@ def load_split(
     if with_labels:
         preprocess = _on_images(preprocess)
     if spec.channels == 1:  # Digits of one size: a block at a time (one by one, seconds).
+        count = dataset.cardinality()
         dataset = dataset.batch(_STACK_BATCH)
     dataset = dataset.map(preprocess, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    if spec.channels == 1:
+    if spec.channels == 1:  # unbatch() forgets the count; the split still knows it.
         dataset = dataset.unbatch()
+        if count >= 0:
+            dataset = dataset.apply(tf.data.experimental.assert_cardinality(count))
     if paths:  # Decoding files is the slow part: do it once, up front.
         dataset = dataset.cache()
         _fill_cache(dataset, paths, _DECODERS[spec.name])
