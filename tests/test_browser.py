@@ -278,7 +278,7 @@ def _stroke(page, points):
 
 def test_the_brush_erases_cells_and_they_regrow(page, rng, tmp_path):
     _pause(page)
-    latents = rng.standard_normal((4, DEFAULT_CONFIG.latent_size)).astype(np.float32)
+    latents = rng.standard_normal((2, DEFAULT_CONFIG.latent_size)).astype(np.float32)
     grown = _grow(page, latents, DEFAULT_CONFIG.max_steps)
     before = np.asarray(page.execute_script("return window.vnca.cells()"))
     _stroke(page, [(0.2, 0.45), (0.5, 0.5), (0.8, 0.55)])  # Across the middle.
@@ -328,7 +328,7 @@ def test_a_drawn_digit_regrows_closer_than_a_sample(page, rng):
     page.execute_script("window.vnca.steps(arguments[0])", DEFAULT_CONFIG.max_steps)
     regrown = np.asarray(page.execute_script("return window.vnca.image()"), np.float32)
     samples = _grow(
-        page, rng.standard_normal((8, DEFAULT_CONFIG.latent_size)), DEFAULT_CONFIG.max_steps
+        page, rng.standard_normal((4, DEFAULT_CONFIG.latent_size)), DEFAULT_CONFIG.max_steps
     )
     regrown_error = np.abs(regrown - drawing).mean()
     sample_errors = np.abs(samples - drawing).mean(axis=(1, 2, 3))

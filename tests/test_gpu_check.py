@@ -11,6 +11,9 @@ import presets
 import pytest
 from helpers import REPO
 
+from vnca_tf.configs import RunConfig
+from vnca_tf.training.loop import Trainer
+
 SCRIPT = os.path.join(REPO, "benchmarks", "gpu_check.py")
 spec = importlib.util.spec_from_file_location("gpu_check", SCRIPT)
 gpu_check = importlib.util.module_from_spec(spec)
@@ -78,19 +81,10 @@ def test_the_results_of_each_gpu_step_are_read(tmp_path, data_dir):
     }
     (tmp_path / "benchmarks.json").write_text(json.dumps({"results": [{"case": "x"}]}))
     assert gpu_check.read_results("benchmarks", str(tmp_path), "") == [{"case": "x"}]
-    trained = subprocess.run(
-        [
-            sys.executable,
-            os.path.join(REPO, "train.py"),
-            presets.flag("test_mnist"),
-            f"--model_dir={tmp_path / 'train'}",
-            f"--data_dir={data_dir}",
-            "--num_steps=2",
-        ],
-        capture_output=True,
-        text=True,
-    )
-    assert trained.returncode == 0, trained.stderr
+    # What train.py's Trainer writes; in this process (the script's own run is
+    # test_training's), and read as the GPU check reads it.
+    run = RunConfig(data_dir=data_dir)
+    Trainer(presets.get("test_mnist"), str(tmp_path / "train"), run=run).train(2, progress=False)
     read = gpu_check.read_results("train", str(tmp_path), "step 2/2 | 12.5 steps/s | ETA 0:00")
     assert read["steps_per_s"] == 12.5
     assert read["scalars_written"]["loss"] == 2  # Steps 1 and 2.

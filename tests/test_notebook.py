@@ -22,6 +22,11 @@ def test_the_committed_tour_has_its_outputs_and_is_small():
     assert errors == []
 
 
+# Over 60 s (about 50 alone, 95 beside another test process), and it must be:
+# it runs the tour a newcomer opens, in a kernel of its own, as the README
+# promises it ("about a minute on a CPU"), and 45 s of that is the tour's last
+# cell, IWAE-128 of 16 test images through the shipped 64-step model (2,048
+# decodings); fewer images would change the number the committed tour shows.
 @pytest.mark.slow
 def test_the_tour_runs_from_top_to_bottom(data_dir, monkeypatch):
     monkeypatch.setenv("VNCA_DATA_DIR", data_dir)
