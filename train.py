@@ -91,14 +91,14 @@ flags.DEFINE_integer(
 flags.DEFINE_bool("deterministic", False, "Enable TensorFlow op determinism.")
 flags.DEFINE_float(
     "worker_timeout",
-    600.0,
+    configs.RunConfig.worker_timeout,
     "Multi-worker runs: seconds to wait for every "
     "worker of TF_CONFIG's cluster to join before giving up.",
     lower_bound=1.0,
 )
 flags.DEFINE_float(
     "console_seconds",
-    30.0,
+    configs.RunConfig.console_seconds,
     "Seconds between progress lines when the console is a log file "
     "(a terminal's line is redrawn after every step).",
 )

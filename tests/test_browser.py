@@ -297,7 +297,7 @@ def test_the_brush_erases_cells_and_they_regrow(page, rng, tmp_path):
     damaged_error = np.abs(damaged - grown)[:, region].mean()
     regrown_error = np.abs(regrown - grown)[:, region].mean()
     print(f"error in the erased region: {damaged_error:.4f} damaged, {regrown_error:.4f} regrown")
-    assert regrown_error < 0.5 * damaged_error
+    assert regrown_error < 0.25 * damaged_error  # Measured: 0.13 of it.
     # What the README shows: the first sample's regrowth, as the page draws it.
     page.execute_script("return window.vnca.draw()")
     screenshot = tmp_path / "demo.png"
@@ -336,7 +336,7 @@ def test_a_drawn_digit_regrows_closer_than_a_sample(page, rng):
         f"error to the drawing: {regrown_error:.4f} regrown, "
         f"{sample_errors.mean():.4f} (min {sample_errors.min():.4f}) for samples"
     )
-    assert regrown_error < sample_errors.mean()
+    assert regrown_error < sample_errors.min()  # Measured: 0.10 against 0.13 at best.
     assert _errors(page) == []
 
 

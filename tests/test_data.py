@@ -11,7 +11,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from vnca_tf import data
-from vnca_tf.data import DataError, readers, splits
+from vnca_tf.data import DataError, pipeline, readers, splits
 
 
 def _count(dataset):
@@ -55,6 +55,7 @@ def test_mnist_has_labels_and_is_binarized_at_128(data_dir):
         images, labels = zip(*batches, strict=True)
         images, labels = np.concatenate(images), np.concatenate(labels)
         assert images.shape == (size, 28, 28, 1) and labels.shape == (size,)
+        assert int(pairs.cardinality()) == size  # Known, as train.py reports it.
         assert set(np.unique(labels)) == set(range(10))
     raw = readers.read_idx(os.path.join(data_dir, "mnist", "t10k-images-idx3-ubyte.gz"), 3)
     np.testing.assert_array_equal(images[..., 0], (raw >= 128).astype(np.uint8))
@@ -84,6 +85,17 @@ def test_shapes_dtypes_and_value_ranges(data_dir, name, size, channels, max_valu
         assert set(values) == {0, 1}
     else:
         assert len(values) > 200  # Real 8-bit images, not thresholded.
+
+
+def test_blocks_are_preprocessed_as_single_images_and_the_size_is_kept(monkeypatch):
+    monkeypatch.setattr(pipeline, "_PREPROCESS_BLOCK", 4)  # Blocks of 4, 4 and 2.
+    images = tf.data.Dataset.range(10).map(lambda i: tf.fill([2, 2, 1], i))
+    blocks = pipeline.in_blocks(images, lambda block: block * 3)
+    assert int(blocks.cardinality()) == 10
+    assert [int(image[0, 0, 0]) for image in blocks] == [3 * i for i in range(10)]
+    unknown = pipeline.in_blocks(images.filter(lambda image: image[0, 0, 0] > 6), tf.identity)
+    assert int(unknown.cardinality()) == tf.data.UNKNOWN_CARDINALITY
+    assert [int(image[0, 0, 0]) for image in unknown] == [7, 8, 9]
 
 
 def test_padding_centres_the_digit_in_zeros(data_dir):
@@ -266,14 +278,11 @@ def test_tensorflow_datasets_prepares_and_serves_the_original_files(tmp_path, da
         return {key: str(files / os.path.basename(url)) for key, url in urls.items()}
 
     with mock.patch.object(tfds.download.DownloadManager, "download", download):
-        served = _array(
-            data.load_split(
-                "binarized_mnist",
-                "train+validation",
-                source="tfds",
-                tfds_dir=str(tmp_path / "tfds"),
-            )
+        served = data.load_split(
+            "binarized_mnist", "train+validation", source="tfds", tfds_dir=str(tmp_path / "tfds")
         )
+        assert int(served.cardinality()) == 12
+        served = _array(served)
     local = _array(
         data.load_split("binarized_mnist", "train+validation", source="local", data_dir=str(files))
     )

@@ -81,8 +81,9 @@ def test_the_results_of_each_gpu_step_are_read(tmp_path, data_dir):
     }
     (tmp_path / "benchmarks.json").write_text(json.dumps({"results": [{"case": "x"}]}))
     assert gpu_check.read_results("benchmarks", str(tmp_path), "") == [{"case": "x"}]
-    # What train.py's Trainer writes; in this process (the script's own run is
-    # test_training's), and read as the GPU check reads it.
+    # What train.py's Trainer writes, in this process (train.py itself runs in
+    # test_training's test_cli_prints_and_saves_its_configuration_and_explains_bad_flags),
+    # read as the GPU check reads it.
     run = RunConfig(data_dir=data_dir)
     Trainer(presets.get("test_mnist"), str(tmp_path / "train"), run=run).train(2, progress=False)
     read = gpu_check.read_results("train", str(tmp_path), "step 2/2 | 12.5 steps/s | ETA 0:00")

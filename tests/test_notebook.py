@@ -31,6 +31,7 @@ def test_the_committed_tour_has_its_outputs_and_is_small():
 def test_the_tour_runs_from_top_to_bottom(data_dir, monkeypatch):
     monkeypatch.setenv("VNCA_DATA_DIR", data_dir)
     notebook = nbformat.read(TOUR, as_version=4)
+    committed = _last_print(notebook)
     for cell in notebook.cells:
         if cell.cell_type == "code":
             cell.outputs = []
@@ -41,6 +42,17 @@ def test_the_tour_runs_from_top_to_bottom(data_dir, monkeypatch):
         resources={"metadata": {"path": os.path.dirname(TOUR)}},
     )
     client.execute()  # Raises CellExecutionError on any cell's error.
-    last = "".join(o["text"] for o in notebook.cells[-1].outputs if o.get("name") == "stdout")
+    last = _last_print(notebook)
     assert last.startswith("IWAE-128 log p(x): -")
     assert "nats per image (16 of the 10,000 test images, drawn with seed 0)" in last
+    # The seeded draw and bound: the committed tour shows this run's number.
+    assert abs(_nats(last) - _nats(committed)) <= 0.011, (last, committed)
+    assert last.split(" nats")[1] == committed.split(" nats")[1]
+
+
+def _last_print(notebook):
+    return "".join(o["text"] for o in notebook.cells[-1].outputs if o.get("name") == "stdout")
+
+
+def _nats(line):
+    return float(line.split(": ")[1].split(" nats")[0])

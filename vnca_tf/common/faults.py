@@ -46,6 +46,8 @@ def what_failed(error: BaseException) -> Optional[str]:
     code = getattr(error, "errno", None)
     if not isinstance(error, OSError) and name not in _TF_FAULTS:
         return None
+    if isinstance(error, OSError) and code is None:  # Raised with our own words: as they are.
+        return None
     if code in (errno.ENOSPC, errno.EDQUOT) or any(s in text for s in _NO_SPACE):
         return f"the disk is full ({text}); free some space"
     if code == errno.EROFS or any(s in text for s in _READ_ONLY):

@@ -445,13 +445,9 @@ def load_split(
     if with_labels:
         preprocess = _on_images(preprocess)
     if spec.channels == 1:  # Digits of one size: a block at a time (one by one, seconds).
-        count = dataset.cardinality()
-        dataset = dataset.batch(_STACK_BATCH)
-    dataset = dataset.map(preprocess, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    if spec.channels == 1:  # unbatch() forgets the count; the split still knows it.
-        dataset = dataset.unbatch()
-        if count >= 0:
-            dataset = dataset.apply(tf.data.experimental.assert_cardinality(count))
+        dataset = in_blocks(dataset, preprocess)
+    else:
+        dataset = dataset.map(preprocess, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     if paths:  # Decoding files is the slow part: do it once, up front.
         dataset = dataset.cache()
         _fill_cache(dataset, paths, _DECODERS[spec.name])
@@ -467,6 +463,20 @@ def load_split(
 
 
 _STACK_BATCH = 4096
+_PREPROCESS_BLOCK = 4096
+
+
+def in_blocks(dataset: tf.data.Dataset, preprocess) -> tf.data.Dataset:
+    """``dataset`` mapped by ``preprocess`` a block of images at a time (it
+    must work on any number of them), as single elements again, keeping the
+    dataset's size where it is known (``unbatch`` alone forgets it)."""
+    size = dataset.cardinality()
+    dataset = dataset.batch(_PREPROCESS_BLOCK)
+    dataset = dataset.map(preprocess, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    dataset = dataset.unbatch()
+    if size < 0:  # Unknown (a filtered source, say): left unknown.
+        return dataset
+    return dataset.apply(tf.data.experimental.assert_cardinality(size))
 
 
 def shuffled(

@@ -185,7 +185,7 @@ def export(
     if os.path.exists(path):
         raise FileExistsError(f"{path} exists; pick another --version or folder.")
     if os.path.exists(export_dir) and not os.path.isdir(export_dir):  # Before the tracing.
-        raise NotADirectoryError(f"{export_dir} is not a directory")
+        raise FileExistsError(f"{export_dir} is a file; give --export_dir a folder.")
     module = ServingModule(model)
     # Variables in shards of at most 4 MB, so that small models can live in git.
     options = tf.saved_model.SaveOptions(
