@@ -11,6 +11,7 @@ import tensorflow as tf
 from vnca_tf import data
 from vnca_tf.common.console import Console
 from vnca_tf.configs import Preset, RunConfig
+from vnca_tf.data.subsets import count_elements
 
 NUM_PICTURES = 8  # Images in TensorBoard's reconstructions.
 
@@ -77,7 +78,7 @@ class TrainingInputs:
             with self.console.working(f"loading {self.preset.dataset} ({split})"):
                 self._dataset = self._load(split)
             self.console.event(
-                f"Loaded {int(self._dataset.cardinality()):,} training images in "
+                f"Loaded {count_elements(self._dataset):,} training images in "
                 f"{time.perf_counter() - began:.1f} s"
             )
         return self._dataset
